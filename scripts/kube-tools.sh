@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# kube-tools.sh installs the real Kubernetes parts that Keyport's tests run against
+# (see ../shared/KUBE.md): etcd from Debian, kube-apiserver and kube-controller-manager
+# built from the Go module proxy, kwok and helm built with `go install`.
+# Everything lands in $KEYPORT_CACHE (default $HOME/.cache/keyport); each tool has a
+# version stamp, so a second run does nothing.
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:?set by the Makefile}"
+KWOK_VERSION="${KWOK_VERSION:?set by the Makefile}"
+HELM_VERSION="${HELM_VERSION:?set by the Makefile}"
+CACHE="${KEYPORT_CACHE:-$HOME/.cache/keyport}"
+BIN="$CACHE/bin"
+STAMPS="$CACHE/stamps"
+mkdir -p "$BIN" "$STAMPS"
+
+log() { printf 'kube-tools: %s\n' "$*" >&2; }
+stamped() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
+stamp() { printf '%s' "$2" >"$STAMPS/$1"; }
+
+apt_install() {
+  # apt_install PKG... installs Debian packages that are missing.
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    log "need root to install: ${missing[*]} (run: sudo apt-get install -y ${missing[*]})"
+    exit 1
+  fi
+  log "apt-get install ${missing[*]}"
+  if [ ! -f "$STAMPS/apt-updated" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    touch "$STAMPS/apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# etcd (Debian bookworm ships 3.4.x as etcd-server).
+if ! command -v etcd >/dev/null 2>&1; then
+  apt_install etcd-server
+fi
+ln -sf "$(command -v etcd)" "$BIN/etcd"
+
+# kube-apiserver and kube-controller-manager (and kubectl when the machine has none),
+# built from a throwaway module that pins every staging module k8s.io/kubernetes replaces.
+want_k8s="k8s-$K8S_VERSION"
+if ! stamped k8s "$want_k8s" || [ ! -x "$BIN/kube-apiserver" ] || [ ! -x "$BIN/kube-controller-manager" ]; then
+  log "building kube-apiserver and kube-controller-manager $K8S_VERSION (about 10 minutes the first time)"
+  mod="$CACHE/build/k8s-$K8S_VERSION"
+  rm -rf "$mod" && mkdir -p "$mod"
+  staging_ver="v0.${K8S_VERSION#v1.}"
+  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    echo "module keyport.local/k8sbuild"
+    echo
+    echo "go 1.24"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    grep -E '^\s*k8s\.io/[^ ]+ => \./staging/' "$gomod" | awk -v v="$staging_ver" '{print "replace " $1 " => " $1 " " v}'
+  } >"$mod/go.mod"
+  cat >"$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+)
+GO
+  (cd "$mod" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" >/dev/null 2>&1 || go get "k8s.io/kubernetes@$K8S_VERSION")
+  (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true)
+  (cd "$mod" && CGO_ENABLED=0 go build -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
+  stamp k8s "$want_k8s"
+fi
+
+if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$BIN/kubectl" ]; then
+  log "building kubectl $K8S_VERSION (no kubectl on this machine)"
+  mod="$CACHE/build/k8s-$K8S_VERSION"
+  (cd "$mod" && go get "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION" >/dev/null 2>&1 || true)
+  (cd "$mod" && CGO_ENABLED=0 go build -o "$BIN/" k8s.io/kubernetes/cmd/kubectl)
+fi
+if command -v kubectl >/dev/null 2>&1 && [ ! -x "$BIN/kubectl" ]; then
+  ln -sf "$(command -v kubectl)" "$BIN/kubectl"
+fi
+
+# kwok, plus the stage files shipped in its module.
+want_kwok="kwok-$KWOK_VERSION"
+if ! stamped kwok "$want_kwok" || [ ! -x "$BIN/kwok" ]; then
+  log "building kwok $KWOK_VERSION"
+  GOBIN="$BIN" CGO_ENABLED=0 go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  rm -rf "$CACHE/kwok-stages" && mkdir -p "$CACHE/kwok-stages"
+  cp -r "$dir/kustomize/stage/node/fast" "$CACHE/kwok-stages/node-fast"
+  cp -r "$dir/kustomize/stage/node/heartbeat" "$CACHE/kwok-stages/node-heartbeat"
+  cp -r "$dir/kustomize/stage/pod/fast" "$CACHE/kwok-stages/pod-fast"
+  chmod -R u+w "$CACHE/kwok-stages"
+  stamp kwok "$want_kwok"
+fi
+
+# helm.
+want_helm="helm-$HELM_VERSION"
+if ! stamped helm "$want_helm" || [ ! -x "$BIN/helm" ]; then
+  log "building helm $HELM_VERSION"
+  GOBIN="$BIN" CGO_ENABLED=0 go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  stamp helm "$want_helm"
+fi
+
+log "ready in $BIN"
