@@ -15,7 +15,7 @@ GO      ?= go
 BINS    := keyport tctl tsh tbot
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit lint vet fmt kube-tools lint-tools fuzz-short bench quickstart quickstart-down clean
+.PHONY: all build test unit lint vet fmt kube-tools lint-tools fuzz-short bench quickstart quickstart-down clean proto
 
 all: build
 
@@ -73,3 +73,15 @@ quickstart-down:
 
 clean:
 	rm -rf bin
+
+# Protobuf generation: protoc from Debian (protobuf-compiler 3.21), plugins pinned here.
+PROTOC_GEN_GO_VERSION      ?= v1.36.10
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.5.1
+
+## proto: regenerate api/gen from api/proto (the generated code is committed)
+proto:
+	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
+	GOBIN=$(TOOLS_BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(TOOLS_BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	protoc -I api/proto --go_out=api/gen --go_opt=module=github.com/keyport/keyport/api/gen \
+		--go-grpc_out=api/gen --go-grpc_opt=module=github.com/keyport/keyport/api/gen api/proto/keyport/v1/*.proto
