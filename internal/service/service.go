@@ -1,16 +1,417 @@
-// Package service owns the keyport daemon's process: reading keyport.yaml, building the
-// Auth, Proxy and Kubernetes services it enables as a list of components, and running
-// them until the first failure or a signal. It is the one place that wires server
-// packages together; the CLIs never import it.
+// Package service owns the keyport daemon's process: reading keyport.yaml, opening the
+// backend, building the Auth, Proxy and Kubernetes services it enables as a list of
+// components, and running them until the first failure or a signal. It is the one place
+// that wires server packages together; the CLIs never import it.
 package service
 
 import (
-	"github.com/keyport/keyport/internal/cli/common"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/keyport/keyport/internal/audit"
+	"github.com/keyport/keyport/internal/auth"
+	"github.com/keyport/keyport/internal/backend"
+	"github.com/keyport/keyport/internal/backend/etcdbk"
+	"github.com/keyport/keyport/internal/backend/sqlite"
+	"github.com/keyport/keyport/internal/clock"
+	"github.com/keyport/keyport/internal/config"
+	"github.com/keyport/keyport/internal/errs"
+	"github.com/keyport/keyport/internal/identityfile"
+	"github.com/keyport/keyport/internal/tlsca"
 )
 
-// Main runs the keyport daemon's command line with args and returns the exit code.
-func Main(args []string, stdio common.IO) int {
-	var g common.Globals
-	root := common.NewRoot("keyport", "Keyport access plane daemon", &g, stdio)
-	return common.Run(root, args, stdio)
+// AdminIdentityFile is where, under data_dir, the local admin identity for tctl lives.
+const AdminIdentityFile = "admin-identity"
+
+// Options are what tests and embedders add to a config file.
+type Options struct {
+	Config *config.File
+	Logger *slog.Logger
+	Clock  clock.Clock
+	// Listeners, when set, are used instead of binding the configured addresses, so
+	// that a test harness can bind 127.0.0.1:0 up front. Keys: "auth", "web", "diag".
+	Listeners map[string]net.Listener
+	// Ready, when set, is closed once every component is serving.
+	Ready chan struct{}
+}
+
+// Process is a running keyport daemon.
+type Process struct {
+	opts    Options
+	cfg     *config.File
+	log     *slog.Logger
+	backend backend.Backend
+	audit   *audit.Log
+	Auth    *auth.Server
+	grpc    *grpc.Server
+	tlsCert tls.Certificate
+	reg     *prometheus.Registry
+
+	mu    sync.Mutex
+	addrs map[string]string
+}
+
+// Run starts the daemon and blocks until ctx is done or a component fails. All
+// components stop together.
+func Run(ctx context.Context, opts Options) error {
+	p, err := New(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return p.Serve(ctx)
+}
+
+// New opens the backend and builds the services, without serving yet.
+func New(ctx context.Context, opts Options) (*Process, error) {
+	cfg := opts.Config
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real()
+	}
+	p := &Process{opts: opts, cfg: cfg, log: opts.Logger, addrs: map[string]string{}, reg: prometheus.NewRegistry()}
+	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if !cfg.AuthEnabled() {
+		return nil, errs.BadParameterf("%s: running without auth_service (joining an existing cluster) is not supported yet", cfg.Path)
+	}
+	if err := os.MkdirAll(cfg.Keyport.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data_dir: %w", err)
+	}
+	if err := os.Chmod(cfg.Keyport.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("securing data_dir: %w", err)
+	}
+	b, err := openBackend(ctx, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	p.backend = b
+	al, err := audit.New(audit.Config{Backend: b, Clock: opts.Clock, Logger: opts.Logger, Dir: filepath.Join(cfg.Keyport.DataDir, "log"), Node: cfg.Keyport.NodeName})
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.audit = al
+	a, err := auth.New(ctx, auth.Config{
+		ClusterName: cfg.Auth.ClusterName, Backend: b, Clock: opts.Clock, Logger: opts.Logger.With("component", "auth"),
+		Audit: al, CAKeyAlgorithm: cfg.Auth.CAKeyAlgorithm, ProxyPublicAddr: cfg.PublicAddr(), SecondFactor: cfg.Auth.Authentication.SecondFactor,
+	})
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.Auth = a
+	if err := p.issueOwnCerts(); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := p.writeAdminIdentity(); err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.grpc = auth.NewGRPCServer(a, grpc.Creds(credentials.NewTLS(p.serverTLS([]string{"h2"}))))
+	return p, nil
+}
+
+func openBackend(ctx context.Context, cfg *config.File, opts Options) (backend.Backend, error) {
+	st := cfg.Keyport.Storage
+	switch st.Type {
+	case config.StorageEtcd:
+		var tc *tls.Config
+		if st.TLSCertFile != "" || st.TLSCAFile != "" {
+			var err error
+			tc, err = etcdTLS(st)
+			if err != nil {
+				return nil, err
+			}
+		}
+		b, err := etcdbk.New(ctx, etcdbk.Config{Endpoints: st.Peers, Prefix: st.Prefix, TLS: tc, Clock: opts.Clock, Logger: opts.Logger.With("component", "etcd")})
+		if err != nil {
+			return nil, fmt.Errorf("opening etcd storage %v: %w", st.Peers, err)
+		}
+		return b, nil
+	default:
+		path := st.Path
+		if path == "" {
+			path = filepath.Join(cfg.Keyport.DataDir, "keyport.db")
+		}
+		b, err := sqlite.New(ctx, sqlite.Config{Path: path, Clock: opts.Clock, Logger: opts.Logger.With("component", "sqlite")})
+		if err != nil {
+			return nil, fmt.Errorf("opening sqlite storage %s: %w", path, err)
+		}
+		return b, nil
+	}
+}
+
+// issueOwnCerts gives this process a host certificate for its TLS listeners. It names
+// every address clients may use, plus tlsca.ServerName for clients that trust the host CA.
+func (p *Process) issueOwnCerts() error {
+	key, err := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
+	if err != nil {
+		return err
+	}
+	cluster := p.cfg.Auth.ClusterName
+	dns := []string{tlsca.ServerName, "localhost", cluster, "kube." + cluster, "*." + cluster}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	for _, addr := range []string{p.cfg.PublicAddr(), p.cfg.Auth.ListenAddr, p.cfg.Proxy.WebListenAddr, p.cfg.Keyport.NodeName} {
+		host := addr
+		if h, _, err := net.SplitHostPort(addr); err == nil {
+			host = h
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			continue
+		}
+		if ip := net.ParseIP(host); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, host)
+		}
+	}
+	certPEM, err := p.Auth.IssueHostCert(key.Public(), p.cfg.Keyport.NodeName, auth.SystemProxy, dns, ips, 365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	// Serve the chain with the host CA so that clients can check CA pins on first contact.
+	chain := append(append([]byte{}, certPEM...), p.Auth.HostCA().CertPEM...)
+	kp, err := tlsca.KeyPair(chain, key)
+	if err != nil {
+		return err
+	}
+	p.tlsCert = kp
+	return nil
+}
+
+// writeAdminIdentity refreshes the identity that tctl -c uses on this host.
+func (p *Process) writeAdminIdentity() error {
+	key, err := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
+	if err != nil {
+		return err
+	}
+	certPEM, err := p.Auth.IssueHostCert(key.Public(), "admin@"+p.cfg.Keyport.NodeName, auth.SystemAdmin, nil, nil, 30*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	cert, err := tlsca.ParseCertPEM(certPEM)
+	if err != nil {
+		return err
+	}
+	id := &identityfile.Identity{Key: key, CertPEM: certPEM, Cert: cert, HostCAs: [][]byte{p.Auth.HostCA().CertPEM}, UserCAs: [][]byte{p.Auth.UserCA().CertPEM}}
+	return identityfile.Write(filepath.Join(p.cfg.Keyport.DataDir, AdminIdentityFile), id)
+}
+
+// serverTLS is the TLS config of the auth and web listeners: the host certificate, and a
+// client certificate requested but verified by the handlers, so that a bad one gets an
+// error that says what is wrong instead of a TLS alert.
+func (p *Process) serverTLS(protos []string) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{p.tlsCert},
+		ClientAuth:   tls.RequestClientCert,
+		NextProtos:   protos,
+	}
+}
+
+// Close releases the backend.
+func (p *Process) Close() {
+	if p.Auth != nil {
+		_ = p.Auth.Close()
+	}
+	if p.audit != nil {
+		_ = p.audit.Close()
+	}
+	if p.backend != nil {
+		_ = p.backend.Close()
+	}
+}
+
+// Addr returns the address a component listens on ("auth", "web", "diag").
+func (p *Process) Addr(name string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addrs[name]
+}
+
+func (p *Process) listen(name, addr string) (net.Listener, error) {
+	if l, ok := p.opts.Listeners[name]; ok {
+		p.mu.Lock()
+		p.addrs[name] = l.Addr().String()
+		p.mu.Unlock()
+		return l, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s for %s: %w", addr, name, err)
+	}
+	p.mu.Lock()
+	p.addrs[name] = l.Addr().String()
+	p.mu.Unlock()
+	return l, nil
+}
+
+// component is one long-running part of the process.
+type component struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// Serve runs every component until ctx is done or one fails.
+func (p *Process) Serve(ctx context.Context) error {
+	var comps []component
+	authL, err := p.listen("auth", p.cfg.Auth.ListenAddr)
+	if err != nil {
+		return err
+	}
+	comps = append(comps, component{"auth", func(ctx context.Context) error {
+		go func() { <-ctx.Done(); p.grpc.Stop() }()
+		return p.grpc.Serve(authL)
+	}})
+	if p.cfg.ProxyEnabled() {
+		webL, err := p.listen("web", p.cfg.Proxy.WebListenAddr)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: p.webHandler(), TLSConfig: p.serverTLS([]string{"h2", "http/1.1"}), ReadHeaderTimeout: 30 * time.Second,
+			ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
+		comps = append(comps, component{"proxy", func(ctx context.Context) error {
+			go func() { <-ctx.Done(); _ = srv.Close() }()
+			err := srv.ServeTLS(webL, "", "")
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return err
+		}})
+	}
+	if p.cfg.Keyport.DiagAddr != "" {
+		diagL, err := p.listen("diag", p.cfg.Keyport.DiagAddr)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: p.diagHandler(), ReadHeaderTimeout: 10 * time.Second}
+		comps = append(comps, component{"diag", func(ctx context.Context) error {
+			go func() { <-ctx.Done(); _ = srv.Close() }()
+			err := srv.Serve(diagL)
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return err
+		}})
+	}
+	comps = append(comps, component{"admin-identity", func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-p.opts.Clock.After(12 * time.Hour):
+				if err := p.writeAdminIdentity(); err != nil {
+					p.log.Warn("refreshing admin identity", "error", err)
+				}
+			}
+		}
+	}})
+	p.log.Info("keyport started", "cluster", p.cfg.Auth.ClusterName, "auth", p.Addr("auth"), "web", p.Addr("web"), "diag", p.Addr("diag"), "storage", p.cfg.Keyport.Storage.Type)
+	if p.opts.Ready != nil {
+		close(p.opts.Ready)
+	}
+	return runAll(ctx, comps, p.log)
+}
+
+// runAll runs comps until ctx ends or one returns; then it cancels the rest and waits.
+func runAll(ctx context.Context, comps []component, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(comps))
+	for _, c := range comps {
+		go func() {
+			err := c.run(ctx)
+			if err != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%s: %w", c.name, err)
+				log.Error("component failed; stopping", "component", c.name, "error", err)
+			} else {
+				err = nil
+			}
+			errc <- err
+			cancel()
+		}()
+	}
+	var first error
+	for range comps {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (p *Process) diagHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := p.backend.CurrentRevision(ctx); err != nil {
+			http.Error(w, "backend: not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// webHandler is the proxy's one port: the Auth API over gRPC, and the web API.
+func (p *Process) webHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /webapi/ping", func(w http.ResponseWriter, _ *http.Request) {
+		ping := p.Auth.Ping()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"cluster_name":%q,"version":%q,"host_ca_pin":%q,"proxy_public_addr":%q}`+"\n", ping.ClusterName, ping.Version, ping.HostCAPin, ping.ProxyPublicAddr)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			p.grpc.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func etcdTLS(st config.Storage) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if st.TLSCertFile != "" {
+		kp, err := tls.LoadX509KeyPair(st.TLSCertFile, st.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading etcd client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{kp}
+	}
+	if st.TLSCAFile != "" {
+		data, err := os.ReadFile(st.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading etcd CA: %w", err)
+		}
+		certs, err := tlsca.ParseCertsPEM(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", st.TLSCAFile, err)
+		}
+		pool := x509CertPool(certs)
+		tc.RootCAs = pool
+	}
+	return tc, nil
 }

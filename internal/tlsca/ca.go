@@ -303,3 +303,8 @@ func randSerial(rand io.Reader) (*big.Int, error) {
 	}
 	return n.Add(n, big.NewInt(1)), nil
 }
+
+// ServerName is a DNS name every Keyport host certificate carries. Clients that trust
+// the cluster's host CA (rather than public roots) verify the server against it, so that
+// they can dial any address of the auth server or proxy: the host CA is the trust anchor.
+const ServerName = "keyport.cluster.local"
