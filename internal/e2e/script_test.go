@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/keyport/keyport/internal/identityfile"
+	"github.com/keyport/keyport/internal/testenv/tools"
+	"github.com/keyport/keyport/internal/tlsca"
+)
+
+// binDir holds the four binaries, built once per test run from this checkout.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keyport-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/keyport", "./cmd/tctl", "./cmd/tsh", "./cmd/tbot")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building binaries: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort reserves a loopback port for a daemon started as a separate process. The
+// in-process harness binds listeners up front instead; a binary has to bind its own.
+func freePort(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func scriptParams(t *testing.T, dir string) testscript.Params {
+	return testscript.Params{
+		Dir: dir,
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("PATH", binDir+string(os.PathListSeparator)+tools.BinDir()+string(os.PathListSeparator)+os.Getenv("PATH"))
+			e.Setenv("AUTH_ADDR", freePort(t))
+			e.Setenv("WEB_ADDR", freePort(t))
+			e.Setenv("DIAG_ADDR", freePort(t))
+			e.Setenv("HOME", e.WorkDir)
+			e.Setenv("KEYPORT_CACHE", tools.CacheDir())
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitready": cmdWaitReady,
+			"hostcapin": cmdHostCAPin,
+			"envsubst":  cmdEnvsubst,
+		},
+	}
+}
+
+// cmdWaitReady waits (bounded) until a diag address answers /readyz.
+func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitready DIAG_ADDR")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+args[0]+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		cancel()
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				if neg {
+					ts.Fatalf("%s is ready", args[0])
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			if neg {
+				return
+			}
+			ts.Fatalf("%s not ready after 30s: %v", args[0], err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cmdHostCAPin sets an env var to the pin of the host CA held in an identity file.
+func cmdHostCAPin(ts *testscript.TestScript, _ bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: hostcapin IDENTITY_FILE VAR")
+	}
+	id, err := identityfile.Read(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if len(id.HostCAs) == 0 {
+		ts.Fatalf("no host CA in %s", args[0])
+	}
+	ca, err := tlsca.ParseCertPEM(id.HostCAs[0])
+	ts.Check(err)
+	ts.Setenv(args[1], tlsca.Pin(ca))
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, scriptParams(t, "testdata/script"))
+}
+
+// cmdEnvsubst expands $VARS of the script's environment in files, in place: txtar
+// files are literal, and configs need the ports picked at Setup.
+func cmdEnvsubst(ts *testscript.TestScript, _ bool, args []string) {
+	for _, f := range args {
+		path := ts.MkAbs(f)
+		data, err := os.ReadFile(path)
+		ts.Check(err)
+		out := os.Expand(string(data), func(k string) string { return ts.Getenv(k) })
+		ts.Check(os.WriteFile(path, []byte(out), 0o600))
+	}
+}
