@@ -23,14 +23,14 @@ import (
 
 // botClient is a bot's side of the conversation: a key, and the identity it holds.
 type botClient struct {
-	t    *testing.T
+	t    testing.TB
 	env  *testenv.Env
 	key  crypto.Signer
 	pool *x509.CertPool
 	id   *identityfile.Identity
 }
 
-func newBotClient(t *testing.T, env *testenv.Env) *botClient {
+func newBotClient(t testing.TB, env *testenv.Env) *botClient {
 	t.Helper()
 	key, err := tlsca.GenerateKey("", clock.Rand)
 	if err != nil {

@@ -272,7 +272,10 @@ type component struct {
 }
 
 // Serve runs every component until ctx is done or one fails.
-func (p *Process) Serve(ctx context.Context) error {
+func (p *Process) Serve(ctx context.Context) error { return p.ServeWithReady(ctx, p.opts.Ready) }
+
+// ServeWithReady is Serve, closing ready once every listener is serving.
+func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error {
 	var comps []component
 	authL, err := p.listen("auth", p.cfg.Auth.ListenAddr)
 	if err != nil {
@@ -326,8 +329,8 @@ func (p *Process) Serve(ctx context.Context) error {
 		}
 	}})
 	p.log.Info("keyport started", "cluster", p.cfg.Auth.ClusterName, "auth", p.Addr("auth"), "web", p.Addr("web"), "diag", p.Addr("diag"), "storage", p.cfg.Keyport.Storage.Type)
-	if p.opts.Ready != nil {
-		close(p.opts.Ready)
+	if ready != nil {
+		close(ready)
 	}
 	return runAll(ctx, comps, p.log)
 }
