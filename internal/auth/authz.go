@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,7 +92,8 @@ func ruleMatches(rules []types.Rule, kind, verb string) bool {
 }
 
 func lockMessage(l *types.Lock) string {
-	msg := "access denied: " + l.Spec.Target.String() + " is locked"
+	what, who, _ := strings.Cut(l.Spec.Target.String(), "=")
+	msg := fmt.Sprintf("access denied: %s %q is locked", strings.ReplaceAll(what, "_", " "), who)
 	if l.Spec.Message != "" {
 		msg += ": " + l.Spec.Message
 	}

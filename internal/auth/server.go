@@ -40,14 +40,14 @@ const (
 
 // Defaults.
 const (
-	DefaultUserTTL      = 12 * time.Hour
-	DefaultBotTTL       = time.Hour
-	MaxBotTTL           = 24 * time.Hour
-	DefaultTokenTTL     = time.Hour
-	DefaultInviteTTL    = time.Hour
-	caTTL               = 10 * 365 * 24 * time.Hour
-	usedTokenRetention  = 24 * time.Hour
-	expiredTokenGrace   = 24 * time.Hour
+	DefaultUserTTL     = 12 * time.Hour
+	DefaultBotTTL      = time.Hour
+	MaxBotTTL          = 24 * time.Hour
+	DefaultTokenTTL    = time.Hour
+	DefaultInviteTTL   = time.Hour
+	caTTL              = 10 * 365 * 24 * time.Hour
+	usedTokenRetention = 24 * time.Hour
+	expiredTokenGrace  = 24 * time.Hour
 )
 
 // Config configures the Auth Service.
