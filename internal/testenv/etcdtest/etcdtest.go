@@ -1,0 +1,175 @@
+// Package etcdtest starts a real, single-member etcd server for tests. The etcd backend is
+// only trusted when checked against the server itself, so tests run the binary found by
+// package tools rather than a fake.
+package etcdtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyport/keyport/internal/testenv/tools"
+)
+
+// startTimeout bounds how long one etcd start may take to report healthy.
+const startTimeout = 60 * time.Second
+
+// attempts is how often Start retries when a port it picked was taken in the meantime.
+const attempts = 5
+
+// Start runs an etcd server on free 127.0.0.1 ports with its data in a temporary
+// directory, waits until it reports healthy, and stops it when t ends. It returns the
+// client endpoint URL.
+func Start(t testing.TB) string {
+	t.Helper()
+	bin := tools.Path(t, "etcd")
+	var lastErr error
+	for range attempts {
+		ep, err := start(t, bin)
+		if err == nil {
+			return ep
+		}
+		lastErr = err
+		if !errors.Is(err, errExited) {
+			break // not a port race; retrying will not help
+		}
+	}
+	t.Fatalf("starting etcd: %v", lastErr)
+	return ""
+}
+
+// errExited marks a server that quit before becoming healthy, which is what a port
+// taken between picking it and etcd binding it looks like.
+var errExited = errors.New("etcd exited before becoming healthy")
+
+func start(t testing.TB, bin string) (string, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return "", err
+	}
+	client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
+	cmd := exec.Command(bin,
+		"--name=test",
+		"--data-dir="+t.TempDir(),
+		"--listen-client-urls="+client,
+		"--advertise-client-urls="+client,
+		"--listen-peer-urls="+peer,
+		"--initial-advertise-peer-urls="+peer,
+		"--initial-cluster=test="+peer,
+		"--initial-cluster-state=new",
+		"--logger=zap",
+		"--log-level=error",
+		"--log-outputs=stderr",
+	)
+	out := &syncBuffer{}
+	cmd.Stdout = out
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("running %s: %w", bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		cmd.Process.Kill()
+		<-exited
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if healthy(ctx, client) {
+			break
+		}
+		select {
+		case err := <-exited:
+			return "", fmt.Errorf("%w (%v): %s", errExited, err, out.String())
+		case <-ctx.Done():
+			stop()
+			return "", fmt.Errorf("etcd at %s not healthy within %v: %s", client, startTimeout, out.String())
+		case <-tick.C:
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() && out.Len() > 0 {
+			t.Logf("etcd output:\n%s", out.String())
+		}
+	})
+	return client, nil
+}
+
+func healthy(ctx context.Context, endpoint string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/health", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Health string `json:"health"`
+	}
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&h) == nil && h.Health == "true"
+}
+
+// freePorts asks the kernel for n distinct free ports. They are released before etcd
+// binds them, so another process can take one first; Start retries when that happens.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// syncBuffer collects the server's output, written by exec's copying goroutine and
+// read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Len()
+}
