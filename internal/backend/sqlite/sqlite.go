@@ -113,8 +113,9 @@ type Backend struct {
 	log   *slog.Logger
 	clock clock.Clock
 
-	w *sql.DB // exactly one connection: the only writer
-	r *sql.DB // readers
+	w      *sql.DB // exactly one connection: the only writer, used by writeLoop alone
+	writes chan writeReq
+	r      *sql.DB // readers
 
 	notify   notifier
 	seen     atomic.Int64 // highest revision watchers have been woken for
@@ -175,7 +176,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	r.SetMaxOpenConns(cfg.ReadConns)
 	r.SetMaxIdleConns(cfg.ReadConns)
 
-	b := &Backend{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, w: w, r: r}
+	b := &Backend{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, w: w, r: r, writes: make(chan writeReq)}
 	b.notify.init()
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	rev, err := b.CurrentRevision(ctx)
@@ -184,7 +185,8 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	b.seen.Store(rev)
-	b.wg.Add(2)
+	b.wg.Add(3)
+	go b.writeLoop()
 	go b.sweepLoop()
 	go b.pollLoop()
 	return b, nil
@@ -376,30 +378,130 @@ func (b *Backend) CurrentRevision(ctx context.Context) (int64, error) {
 
 // write runs fn in an immediate transaction on the writer connection, commits it, and
 // wakes watchers. fn returns the highest revision it wrote (0 for none).
-func (b *Backend) write(ctx context.Context, op string, fn func(tx *sql.Tx) (int64, error)) (int64, error) {
+// writeFunc is one write, run inside the writer's transaction. It must use the ctx it is
+// given, not its caller's: a cancelled query would make SQLite roll back the whole
+// transaction, and with it the other writes batched into it.
+type writeFunc func(ctx context.Context, tx *sql.Tx) (int64, error)
+
+type writeReq struct {
+	op   string
+	fn   writeFunc
+	done chan writeRes
+}
+
+type writeRes struct {
+	rev int64
+	err error
+}
+
+// maxBatch bounds how many writes share one transaction (and one fsync).
+const maxBatch = 128
+
+// write runs fn in the single writer's transaction. Writes that arrive while a commit is
+// in flight are batched into the next transaction, each under its own savepoint, so that
+// concurrent writers share one fsync (group commit) while each still succeeds or fails
+// on its own. A write is acknowledged only after its transaction is durable.
+func (b *Backend) write(ctx context.Context, op string, fn writeFunc) (int64, error) {
 	if err := b.checkOpen(); err != nil {
 		return 0, err
 	}
-	tx, err := b.w.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite backend: %s: %w", op, err)
-	}
-	defer tx.Rollback()
-	rev, err := fn(tx)
-	if err != nil {
-		if errs.KindOf(err) == errs.Unknown {
-			err = fmt.Errorf("sqlite backend: %s: %w", op, err)
-		}
+	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	if rev == 0 {
-		return 0, nil // nothing written; rollback is a no-op
+	req := writeReq{op: op, fn: fn, done: make(chan writeRes, 1)}
+	select {
+	case b.writes <- req:
+	case <-b.ctx.Done():
+		return 0, backend.ErrClosed
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("sqlite backend: %s: commit: %w", op, err)
+	res := <-req.done
+	return res.rev, res.err
+}
+
+// writeLoop is the one goroutine that owns the writer connection.
+func (b *Backend) writeLoop() {
+	defer b.wg.Done()
+	batch := make([]writeReq, 0, maxBatch)
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case req := <-b.writes:
+			batch = append(batch[:0], req)
+		drain:
+			for len(batch) < maxBatch {
+				select {
+				case r := <-b.writes:
+					batch = append(batch, r)
+				default:
+					break drain
+				}
+			}
+			b.commitBatch(batch)
+		}
 	}
-	b.wake(rev)
-	return rev, nil
+}
+
+func (b *Backend) commitBatch(batch []writeReq) {
+	ctx := context.Background()
+	results := make([]writeRes, len(batch))
+	fail := func(err error) {
+		for _, req := range batch {
+			req.done <- writeRes{err: fmt.Errorf("sqlite backend: %s: %w", req.op, err)}
+		}
+	}
+	tx, err := b.w.BeginTx(ctx, nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer tx.Rollback()
+	savepoints := len(batch) > 1
+	var maxRev int64
+	for i, req := range batch {
+		if savepoints {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+				fail(err)
+				return
+			}
+		}
+		rev, err := req.fn(ctx, tx)
+		if err != nil {
+			if errs.KindOf(err) == errs.Unknown {
+				err = fmt.Errorf("sqlite backend: %s: %w", req.op, err)
+			}
+			results[i] = writeRes{err: err}
+			if savepoints {
+				if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
+					fail(rerr)
+					return
+				}
+			} else {
+				// The only write failed: nothing to commit.
+				req.done <- results[i]
+				return
+			}
+		} else {
+			results[i] = writeRes{rev: rev}
+			maxRev = max(maxRev, rev)
+		}
+		if savepoints {
+			if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+				fail(err)
+				return
+			}
+		}
+	}
+	if maxRev > 0 {
+		if err := tx.Commit(); err != nil {
+			fail(fmt.Errorf("commit: %w", err))
+			return
+		}
+		b.wake(maxRev)
+	}
+	for i, req := range batch {
+		req.done <- results[i]
+	}
 }
 
 // current is what a transaction finds at a key before changing it.
@@ -481,7 +583,7 @@ func (b *Backend) Put(ctx context.Context, i backend.Item) (int64, error) {
 	if err := checkItem(i); err != nil {
 		return 0, err
 	}
-	return b.write(ctx, "put", func(tx *sql.Tx) (int64, error) {
+	return b.write(ctx, "put", func(ctx context.Context, tx *sql.Tx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, i.Key, now)
 		if err != nil {
@@ -496,7 +598,7 @@ func (b *Backend) Create(ctx context.Context, i backend.Item) (int64, error) {
 	if err := checkItem(i); err != nil {
 		return 0, err
 	}
-	return b.write(ctx, "create", func(tx *sql.Tx) (int64, error) {
+	return b.write(ctx, "create", func(ctx context.Context, tx *sql.Tx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, i.Key, now)
 		if err != nil {
@@ -532,7 +634,7 @@ func (b *Backend) CompareAndSwap(ctx context.Context, i backend.Item, expectedRe
 	if err := casCheck(current{exists: err == nil, live: err == nil && live(expires, b.now()), revision: rev}, expectedRevision); err != nil {
 		return 0, err
 	}
-	return b.write(ctx, "compare and swap", func(tx *sql.Tx) (int64, error) {
+	return b.write(ctx, "compare and swap", func(ctx context.Context, tx *sql.Tx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, i.Key, now)
 		if err != nil {
@@ -560,7 +662,7 @@ func (b *Backend) Delete(ctx context.Context, key []byte) error {
 	if len(key) == 0 {
 		return errs.BadParameterf("backend: key must not be empty")
 	}
-	_, err := b.write(ctx, "delete", func(tx *sql.Tx) (int64, error) {
+	_, err := b.write(ctx, "delete", func(ctx context.Context, tx *sql.Tx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, key, now)
 		if err != nil {
@@ -578,7 +680,7 @@ func (b *Backend) Delete(ctx context.Context, key []byte) error {
 // DeleteRange implements backend.Backend.
 func (b *Backend) DeleteRange(ctx context.Context, prefix []byte) error {
 	where, args := rangeWhere(prefix)
-	_, err := b.write(ctx, "delete range", func(tx *sql.Tx) (int64, error) {
+	_, err := b.write(ctx, "delete range", func(ctx context.Context, tx *sql.Tx) (int64, error) {
 		// Expired rows are deleted too: their delete event is their expiry notice.
 		return deleteWhere(ctx, tx, where, args, b.now())
 	})
@@ -622,7 +724,7 @@ func (b *Backend) SweepExpired(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		n := 0
-		_, err := b.write(ctx, "sweep", func(tx *sql.Tx) (int64, error) {
+		_, err := b.write(ctx, "sweep", func(ctx context.Context, tx *sql.Tx) (int64, error) {
 			now := b.now()
 			// The key range is resolved first so each batch is one short transaction:
 			// a long sweep must not hold the write lock against user writes.
@@ -690,7 +792,7 @@ func (b *Backend) CompactThrough(ctx context.Context, rev int64) error {
 	if rev <= 0 {
 		return nil
 	}
-	_, err := b.write(ctx, "compact", func(tx *sql.Tx) (int64, error) {
+	_, err := b.write(ctx, "compact", func(ctx context.Context, tx *sql.Tx) (int64, error) {
 		var cur, compacted int64
 		if err := tx.QueryRowContext(ctx, `SELECT revision, compacted FROM meta WHERE id = 1`).Scan(&cur, &compacted); err != nil {
 			return 0, err
