@@ -33,7 +33,10 @@ import (
 	"github.com/keyport/keyport/internal/config"
 	"github.com/keyport/keyport/internal/errs"
 	"github.com/keyport/keyport/internal/identityfile"
+	"github.com/keyport/keyport/internal/kube"
+	"github.com/keyport/keyport/internal/proxy"
 	"github.com/keyport/keyport/internal/tlsca"
+	"github.com/keyport/keyport/internal/types"
 )
 
 // AdminIdentityFile is where, under data_dir, the local admin identity for tctl lives.
@@ -60,7 +63,12 @@ type Process struct {
 	audit   *audit.Log
 	Auth    *auth.Server
 	grpc    *grpc.Server
+	kube    *kube.Service
+	kubeH   http.Handler
 	tlsCert tls.Certificate
+	// publicCerts are https_keypairs: what browsers and tsh see on the web port,
+	// except for SNI kube.<cluster> and the cluster-local name, which get the host cert.
+	publicCerts []tls.Certificate
 	reg     *prometheus.Registry
 
 	mu    sync.Mutex
@@ -126,7 +134,28 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 		p.Close()
 		return nil, err
 	}
+	for i, kp := range cfg.Proxy.HTTPSKeypairs {
+		c, err := tls.LoadX509KeyPair(kp.CertFile, kp.KeyFile)
+		if err != nil {
+			p.Close()
+			return nil, errs.BadParameterf("proxy_service.https_keypairs[%d]: %w", i, err)
+		}
+		p.publicCerts = append(p.publicCerts, c)
+	}
 	p.grpc = auth.NewGRPCServer(a, grpc.Creds(credentials.NewTLS(p.serverTLS([]string{"h2"}))))
+	if cfg.KubeEnabled() {
+		ks, err := kube.New(kube.Config{KubeconfigFile: cfg.Kube.KubeconfigFile, KubeClusterName: cfg.Kube.KubeClusterName,
+			Labels: cfg.Kube.Labels, ServiceName: cfg.Keyport.NodeName, Logger: opts.Logger.With("component", "kube"), Clock: opts.Clock})
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.kube = ks
+	}
+	p.kubeH = proxy.NewKubeHandler(proxy.KubeConfig{
+		Auth: a, Clusters: &localClusters{auth: a, kube: p.kube}, Decider: proxy.NewAccessDecider(a.Cache()),
+		Audit: al, Clock: opts.Clock, Logger: opts.Logger.With("component", "proxy"),
+	})
 	return p, nil
 }
 
@@ -228,6 +257,28 @@ func (p *Process) serverTLS(protos []string) *tls.Config {
 	}
 }
 
+// webTLS serves the host certificate to Kubernetes clients (SNI kube.<cluster>) and to
+// Keyport clients that trust the host CA, and the public certificate, when configured,
+// to everyone else.
+func (p *Process) webTLS() *tls.Config {
+	base := p.serverTLS([]string{"h2", "http/1.1"})
+	if len(p.publicCerts) == 0 {
+		return base
+	}
+	public := base.Clone()
+	public.Certificates = p.publicCerts
+	kubeSNI := "kube." + p.cfg.Auth.ClusterName
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if hello.ServerName == kubeSNI || hello.ServerName == tlsca.ServerName {
+				return base, nil
+			}
+			return public, nil
+		},
+	}
+}
+
 // Close releases the backend.
 func (p *Process) Close() {
 	if p.Auth != nil {
@@ -290,7 +341,7 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 		if err != nil {
 			return err
 		}
-		srv := &http.Server{Handler: p.webHandler(), TLSConfig: p.serverTLS([]string{"h2", "http/1.1"}), ReadHeaderTimeout: 30 * time.Second,
+		srv := &http.Server{Handler: p.webHandler(), TLSConfig: p.webTLS(), ReadHeaderTimeout: 30 * time.Second,
 			ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
 		comps = append(comps, component{"proxy", func(ctx context.Context) error {
 			go func() { <-ctx.Done(); _ = srv.Close() }()
@@ -314,6 +365,11 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 				return nil
 			}
 			return err
+		}})
+	}
+	if p.kube != nil {
+		comps = append(comps, component{"kube-heartbeat", func(ctx context.Context) error {
+			return p.kube.RunHeartbeats(ctx, heartbeater{p.Auth})
 		}})
 	}
 	comps = append(comps, component{"admin-identity", func(ctx context.Context) error {
@@ -387,11 +443,14 @@ func (p *Process) webHandler() http.Handler {
 		fmt.Fprintf(w, `{"cluster_name":%q,"version":%q,"host_ca_pin":%q,"proxy_public_addr":%q}`+"\n", ping.ClusterName, ping.Version, ping.HostCAPin, ping.ProxyPublicAddr)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		switch {
+		case r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"):
 			p.grpc.ServeHTTP(w, r)
-			return
+		case strings.HasPrefix(r.URL.Path, proxy.KubePrefix):
+			p.kubeH.ServeHTTP(w, r)
+		default:
+			mux.ServeHTTP(w, r)
 		}
-		mux.ServeHTTP(w, r)
 	})
 }
 
@@ -417,4 +476,34 @@ func etcdTLS(st config.Storage) (*tls.Config, error) {
 		tc.RootCAs = pool
 	}
 	return tc, nil
+}
+
+// localClusters finds clusters for a proxy that runs in the same process as the
+// Kubernetes Service: registrations from the auth cache, forwarders from the service.
+type localClusters struct {
+	auth *auth.Server
+	kube *kube.Service
+}
+
+func (l *localClusters) KubeCluster(name string) (*types.KubeCluster, bool) {
+	r, err := l.auth.Cache().Get(types.KindKubeCluster, name)
+	if err != nil {
+		return nil, false
+	}
+	kc, ok := r.(*types.KubeCluster)
+	return kc, ok
+}
+
+func (l *localClusters) Forwarder(name string) (*kube.Cluster, bool) {
+	if l.kube == nil {
+		return nil, false
+	}
+	return l.kube.Cluster(name)
+}
+
+// heartbeater sends the Kubernetes Service's heartbeats to the Auth Service in process.
+type heartbeater struct{ auth *auth.Server }
+
+func (h heartbeater) HeartbeatKubeClusters(ctx context.Context, clusters []*types.KubeCluster, ttl time.Duration) error {
+	return h.auth.HeartbeatKubeClusters(ctx, auth.Actor{}, clusters, ttl)
 }

@@ -43,6 +43,21 @@ type options struct {
 	yaml    string
 	dataDir string
 	logs    io.Writer
+	kube    string
+}
+
+// WithKube enables the Kubernetes Service: every context of kubeconfig becomes a kube
+// cluster with the given labels.
+func WithKube(kubeconfig string, labels map[string]string) Option {
+	return func(o *options) {
+		o.kube = fmt.Sprintf("kubernetes_service:\n  enabled: true\n  kubeconfig_file: %s\n", kubeconfig)
+		if len(labels) > 0 {
+			o.kube += "  labels:\n"
+			for k, v := range labels {
+				o.kube += fmt.Sprintf("    %q: %q\n", k, v)
+			}
+		}
+	}
 }
 
 // WithStorage sets the keyport.storage block (YAML, indented for that block), e.g. for etcd.
@@ -93,7 +108,7 @@ auth_service:
 proxy_service:
   web_listen_addr: %s
   public_addr: %s
-`, o.dataDir, storage, lis["diag"].Addr(), ClusterName, lis["auth"].Addr(), lis["web"].Addr(), lis["web"].Addr())
+%s`, o.dataDir, storage, lis["diag"].Addr(), ClusterName, lis["auth"].Addr(), lis["web"].Addr(), lis["web"].Addr(), o.kube)
 	cfgPath := filepath.Join(dir, "keyport.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,155 @@
+// Package kube is the Kubernetes Service: it enrolls clusters (each context of a
+// kubeconfig file becomes a kube cluster named after the context, or the in-cluster
+// service account), keeps one pooled transport per cluster with the service's own
+// credentials, forwards requests the proxy has already authorised, and reports its
+// clusters to the Auth Service in heartbeats.
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/keyport/keyport/internal/clock"
+	"github.com/keyport/keyport/internal/errs"
+	"github.com/keyport/keyport/internal/types"
+)
+
+// Cluster is one enrolled kube cluster.
+type Cluster struct {
+	Name   string
+	Labels map[string]string
+	// Server is the API server's base URL.
+	Server *url.URL
+	// Transport carries the service's own credentials; it is pooled and speaks HTTP/2
+	// where the API server does (and HTTP/1.1 for upgrades such as SPDY exec).
+	Transport http.RoundTripper
+	// Config is the service's rest.Config for this cluster (SubjectAccessReviews).
+	Config *rest.Config
+}
+
+// Config configures the Kubernetes Service.
+type Config struct {
+	KubeconfigFile  string
+	KubeClusterName string // in-cluster mode
+	Labels          map[string]string
+	ServiceName     string
+	Logger          *slog.Logger
+	Clock           clock.Clock
+}
+
+// Service holds the enrolled clusters.
+type Service struct {
+	cfg      Config
+	clusters map[string]*Cluster
+}
+
+// New enrolls the clusters.
+func New(cfg Config) (*Service, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{cfg: cfg, clusters: map[string]*Cluster{}}
+	switch {
+	case cfg.KubeconfigFile != "":
+		raw, err := clientcmd.LoadFromFile(cfg.KubeconfigFile)
+		if err != nil {
+			return nil, errs.BadParameterf("kubernetes_service.kubeconfig_file %s: %w", cfg.KubeconfigFile, err)
+		}
+		if len(raw.Contexts) == 0 {
+			return nil, errs.BadParameterf("kubernetes_service.kubeconfig_file %s has no contexts", cfg.KubeconfigFile)
+		}
+		for _, name := range slices.Sorted(maps.Keys(raw.Contexts)) {
+			rc, err := clientcmd.NewNonInteractiveClientConfig(*raw, name, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+			if err != nil {
+				return nil, errs.BadParameterf("kubeconfig %s, context %q: %w", cfg.KubeconfigFile, name, err)
+			}
+			if err := s.add(name, rc); err != nil {
+				return nil, err
+			}
+		}
+	case cfg.KubeClusterName != "":
+		rc, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, errs.BadParameterf("kubernetes_service.kube_cluster_name is set but this process is not in a cluster: %w", err)
+		}
+		if err := s.add(cfg.KubeClusterName, rc); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errs.BadParameterf("kubernetes_service needs kubeconfig_file or kube_cluster_name")
+	}
+	return s, nil
+}
+
+func (s *Service) add(name string, rc *rest.Config) error {
+	// Keyport forwards many concurrent requests per cluster: let the pool grow.
+	rc.QPS, rc.Burst = -1, -1
+	tr, err := rest.TransportFor(rc)
+	if err != nil {
+		return fmt.Errorf("transport for kube cluster %q: %w", name, err)
+	}
+	u, err := url.Parse(rc.Host)
+	if err != nil {
+		return errs.BadParameterf("kube cluster %q: server %q: %w", name, rc.Host, err)
+	}
+	if u.Scheme == "" {
+		u.Scheme = "https"
+	}
+	s.clusters[name] = &Cluster{Name: name, Labels: maps.Clone(s.cfg.Labels), Server: u, Transport: tr, Config: rc}
+	s.cfg.Logger.Info("enrolled kube cluster", "name", name, "server", u.Host)
+	return nil
+}
+
+// Cluster returns an enrolled cluster.
+func (s *Service) Cluster(name string) (*Cluster, bool) {
+	c, ok := s.clusters[name]
+	return c, ok
+}
+
+// Clusters lists the enrolled clusters as kube_cluster resources.
+func (s *Service) Clusters() []*types.KubeCluster {
+	var out []*types.KubeCluster
+	for _, name := range slices.Sorted(maps.Keys(s.clusters)) {
+		c := s.clusters[name]
+		out = append(out, types.NewKubeCluster(c.Name, s.cfg.ServiceName, c.Labels))
+	}
+	return out
+}
+
+// Heartbeater is where heartbeats go (the Auth Service, in process or over the API).
+type Heartbeater interface {
+	HeartbeatKubeClusters(ctx context.Context, clusters []*types.KubeCluster, ttl time.Duration) error
+}
+
+// HeartbeatInterval and HeartbeatTTL: a cluster disappears from `kube ls` within a
+// minute and a half of its service stopping.
+const (
+	HeartbeatInterval = 30 * time.Second
+	HeartbeatTTL      = 90 * time.Second
+)
+
+// RunHeartbeats reports the clusters now and every HeartbeatInterval until ctx ends.
+func (s *Service) RunHeartbeats(ctx context.Context, hb Heartbeater) error {
+	for {
+		if err := hb.HeartbeatKubeClusters(ctx, s.Clusters(), HeartbeatTTL); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("kube cluster heartbeat failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.cfg.Clock.After(HeartbeatInterval):
+		}
+	}
+}

@@ -1,0 +1,396 @@
+// Package proxy is the Proxy Service's Kubernetes request path: one chain of
+// WithX(handler) wrappers that authenticates the client certificate, checks locks, routes
+// /v1/kube/<cluster>/… to an enrolled cluster, parses the request the way the API server
+// does, authorises it with Keyport's roles, replaces every client credential and
+// impersonation header with Keyport's own, audits it and forwards it. Nothing that is
+// refused reaches the API server.
+package proxy
+
+import (
+	"context"
+	"crypto/x509"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apiserver/pkg/endpoints/request"
+
+	"github.com/keyport/keyport/internal/audit"
+	"github.com/keyport/keyport/internal/clock"
+	"github.com/keyport/keyport/internal/errs"
+	"github.com/keyport/keyport/internal/kube"
+	"github.com/keyport/keyport/internal/tlsca"
+	"github.com/keyport/keyport/internal/types"
+)
+
+// KubePrefix is where Kubernetes traffic arrives on the proxy's port.
+const KubePrefix = "/v1/kube/"
+
+// Authenticator verifies client certificates (the Auth Service, or a proxy's copy of
+// the CAs).
+type Authenticator interface {
+	VerifyClientCert(cert *x509.Certificate) (*tlsca.Identity, error)
+	CheckLock(id *tlsca.Identity) error
+}
+
+// Clusters finds enrolled clusters: their registration (labels) and their forwarder.
+type Clusters interface {
+	KubeCluster(name string) (*types.KubeCluster, bool)
+	Forwarder(name string) (*kube.Cluster, bool)
+}
+
+// Decision is what authorisation decided for one request.
+type Decision struct {
+	// User and Groups are impersonated upstream.
+	User   string
+	Groups []string
+	// Allow, when set, filters list items and watch events by namespace and name.
+	Allow func(namespace, name string) bool
+}
+
+// Decider makes access decisions (package access does the work).
+type Decider interface {
+	Decide(id *tlsca.Identity, cluster *types.KubeCluster, info *request.RequestInfo, requestedUser string, requestedGroups []string) (Decision, error)
+}
+
+// KubeConfig configures the Kubernetes request path.
+type KubeConfig struct {
+	Auth     Authenticator
+	Clusters Clusters
+	Decider  Decider
+	Audit    audit.Emitter
+	Clock    clock.Clock
+	Logger   *slog.Logger
+}
+
+// NewKubeHandler builds the chain. The order is the security argument: nothing below
+// authentication runs for an unauthenticated caller, nothing below authorisation runs for
+// a refused request, and only the forwarder talks to the API server.
+func NewKubeHandler(cfg KubeConfig) http.Handler {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = audit.Discard{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := newForwarder(cfg)
+	h = withImpersonation(h)
+	h = withAuthorization(h, cfg)
+	h = withAudit(h, cfg)
+	h = withRequestInfo(h)
+	h = withRoute(h, cfg)
+	h = withLockCheck(h, cfg)
+	h = withAuthentication(h, cfg)
+	return h
+}
+
+type ctxKey int
+
+const (
+	keyIdentity ctxKey = iota
+	keyCluster
+	keyInfo
+	keyDecision
+)
+
+func identityFrom(ctx context.Context) *tlsca.Identity {
+	v, _ := ctx.Value(keyIdentity).(*tlsca.Identity)
+	return v
+}
+func clusterFrom(ctx context.Context) *kube.Cluster {
+	v, _ := ctx.Value(keyCluster).(*kube.Cluster)
+	return v
+}
+func infoFrom(ctx context.Context) *request.RequestInfo {
+	v, _ := ctx.Value(keyInfo).(*request.RequestInfo)
+	return v
+}
+func decisionFrom(ctx context.Context) *Decision {
+	v, _ := ctx.Value(keyDecision).(*Decision)
+	return v
+}
+
+// withAuthentication verifies the client certificate in the handler (the TLS layer only
+// requests one), so that an expired or foreign certificate gets a 401 that says so.
+func withAuthentication(next http.Handler, cfg KubeConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			writeStatus(w, http.StatusUnauthorized, "no client certificate: use a kubeconfig from tbot, tsh kube login or tctl auth sign")
+			return
+		}
+		id, err := cfg.Auth.VerifyClientCert(r.TLS.PeerCertificates[0])
+		if err != nil {
+			writeStatus(w, http.StatusUnauthorized, err.Error())
+			return
+		}
+		if id.SystemRole != "" {
+			writeStatus(w, http.StatusForbidden, "host certificates cannot access Kubernetes")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyIdentity, id)))
+	})
+}
+
+func withLockCheck(next http.Handler, cfg KubeConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := cfg.Auth.CheckLock(identityFrom(r.Context())); err != nil {
+			writeStatus(w, http.StatusForbidden, err.Error())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// withRoute picks the cluster from /v1/kube/<cluster>/… and rewrites the path to the
+// API server's own. Paths that are not canonical are refused rather than cleaned: a
+// proxy and an API server that clean differently are how path tricks get through.
+func withRoute(next http.Handler, cfg KubeConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, rest, err := splitKubePath(r.URL.Path, r.URL.RawPath)
+		if err != nil {
+			writeStatus(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		id := identityFrom(r.Context())
+		if id.KubeCluster != "" && id.KubeCluster != name {
+			writeStatus(w, http.StatusForbidden, "this certificate is for kube cluster \""+id.KubeCluster+"\", not \""+name+"\"")
+			return
+		}
+		fw, ok := cfg.Clusters.Forwarder(name)
+		if !ok {
+			writeStatus(w, http.StatusNotFound, "kube cluster \""+name+"\" is not registered with this Keyport cluster (see tctl kube ls)")
+			return
+		}
+		r2 := r.Clone(context.WithValue(r.Context(), keyCluster, fw))
+		r2.URL.Path = rest
+		r2.URL.RawPath = ""
+		next.ServeHTTP(w, r2)
+	})
+}
+
+// splitKubePath returns the cluster name and the API path of /v1/kube/<cluster>/<rest>.
+func splitKubePath(path, rawPath string) (cluster, rest string, err error) {
+	if rawPath != "" && rawPath != path {
+		// Escaped characters (%2F, %2e) in the path: refuse; API paths never need them.
+		return "", "", errs.BadParameterf("escaped characters are not allowed in Kubernetes API paths")
+	}
+	after, ok := strings.CutPrefix(path, KubePrefix)
+	if !ok {
+		return "", "", errs.NotFoundf("not a Kubernetes path")
+	}
+	cluster, rest, _ = strings.Cut(after, "/")
+	rest = "/" + rest
+	if cluster == "" {
+		return "", "", errs.BadParameterf("no kube cluster in the path")
+	}
+	for _, seg := range strings.Split(rest, "/")[1:] {
+		if seg == "." || seg == ".." {
+			return "", "", errs.BadParameterf("relative path segments are not allowed")
+		}
+	}
+	if strings.Contains(rest, "//") {
+		return "", "", errs.BadParameterf("empty path segments are not allowed")
+	}
+	if cluster == "." || cluster == ".." {
+		return "", "", errs.BadParameterf("relative path segments are not allowed")
+	}
+	return cluster, rest, nil
+}
+
+var requestInfoFactory = &request.RequestInfoFactory{
+	APIPrefixes:          sets.NewString("api", "apis"),
+	GrouplessAPIPrefixes: sets.NewString("api"),
+}
+
+func withRequestInfo(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info, err := requestInfoFactory.NewRequestInfo(r)
+		if err != nil {
+			writeStatus(w, http.StatusBadRequest, "cannot parse the Kubernetes request: "+err.Error())
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyInfo, info)))
+	})
+}
+
+// Impersonation headers as the API server reads them.
+const (
+	hdrImpersonateUser  = "Impersonate-User"
+	hdrImpersonateGroup = "Impersonate-Group"
+	hdrImpersonateUID   = "Impersonate-Uid"
+	hdrImpersonateExtra = "Impersonate-Extra-"
+	hdrAuthorization    = "Authorization"
+)
+
+// clientImpersonation reads what the client asked to impersonate, refusing what Keyport
+// never passes on. Header names are canonicalised by net/http, so case variants land
+// in the same key.
+func clientImpersonation(h http.Header) (user string, groups []string, err error) {
+	for k := range h {
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		if ck == hdrImpersonateUID {
+			return "", nil, errs.AccessDeniedf("Impersonate-Uid is not allowed through Keyport")
+		}
+		if strings.HasPrefix(ck, hdrImpersonateExtra) {
+			return "", nil, errs.AccessDeniedf("Impersonate-Extra-* headers are not allowed through Keyport")
+		}
+	}
+	users := h.Values(hdrImpersonateUser)
+	if len(users) > 1 {
+		return "", nil, errs.AccessDeniedf("more than one Impersonate-User header")
+	}
+	if len(users) == 1 {
+		user = users[0]
+	}
+	groups = h.Values(hdrImpersonateGroup)
+	if len(groups) > 0 && user == "" {
+		return "", nil, errs.AccessDeniedf("Impersonate-Group without Impersonate-User")
+	}
+	return user, groups, nil
+}
+
+func withAuthorization(next http.Handler, cfg KubeConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		fw := clusterFrom(ctx)
+		kc, ok := cfg.Clusters.KubeCluster(fw.Name)
+		if !ok {
+			kc = types.NewKubeCluster(fw.Name, "", fw.Labels)
+		}
+		user, groups, err := clientImpersonation(r.Header)
+		if err != nil {
+			writeStatus(w, http.StatusForbidden, err.Error())
+			return
+		}
+		d, err := cfg.Decider.Decide(identityFrom(ctx), kc, infoFrom(ctx), user, groups)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, keyDecision, &d)))
+	})
+}
+
+// withImpersonation removes every credential and impersonation header the client sent
+// and sets Keyport's own, from the decision.
+func withImpersonation(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := decisionFrom(r.Context())
+		for k := range r.Header {
+			ck := textproto.CanonicalMIMEHeaderKey(k)
+			if ck == hdrAuthorization || strings.HasPrefix(ck, "Impersonate-") {
+				r.Header.Del(k)
+			}
+		}
+		r.Header.Set(hdrImpersonateUser, d.User)
+		for _, g := range d.Groups {
+			r.Header.Add(hdrImpersonateGroup, g)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder remembers the response code for the audit event.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func withAudit(next http.Handler, cfg KubeConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := cfg.Clock.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		ctx := r.Context()
+		id, info, fw := identityFrom(ctx), infoFrom(ctx), clusterFrom(ctx)
+		session := info.Subresource == "exec" || info.Subresource == "attach" || info.Subresource == "portforward"
+		base := audit.Event{User: id.Username, Roles: id.Roles, BotName: id.BotName, BotInstanceID: id.BotInstanceID}
+		if session {
+			ev := base
+			ev.Type, ev.Success = audit.SessionStart, true
+			ev.Fields = map[string]any{"cluster": fw.Name, "namespace": info.Namespace, "name": info.Name, "subresource": info.Subresource}
+			cfg.Audit.Emit(ctx, ev)
+		}
+		next.ServeHTTP(rec, r)
+		ev := base
+		ev.Type = audit.KubeRequest
+		if session {
+			ev.Type = audit.SessionEnd
+		}
+		ev.Success = rec.code < 400
+		ev.Fields = map[string]any{
+			"cluster": fw.Name, "verb": info.Verb, "api_group": info.APIGroup, "resource": info.Resource,
+			"subresource": info.Subresource, "namespace": info.Namespace, "name": info.Name, "path": r.URL.Path,
+			"status": rec.code, "latency_ms": float64(cfg.Clock.Now().Sub(start).Microseconds()) / 1000,
+		}
+		cfg.Audit.Emit(ctx, ev)
+	})
+}
+
+// newForwarder sends the request to the cluster's API server with the Kubernetes
+// Service's credentials. FlushInterval -1 streams watches and logs as they come.
+func newForwarder(cfg KubeConfig) http.Handler {
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			fw := clusterFrom(pr.In.Context())
+			pr.SetURL(fw.Server)
+			pr.Out.URL.Path = singleJoin(fw.Server.Path, pr.In.URL.Path)
+			pr.Out.URL.RawPath = ""
+			pr.Out.Host = fw.Server.Host
+			// ReverseProxy's SetXForwarded is not called: the API server needs none of it.
+			if d := decisionFrom(pr.In.Context()); d != nil && d.Allow != nil {
+				// Filtering reads JSON; tables and protobuf would hide items from us.
+				pr.Out.Header.Set("Accept", "application/json")
+			}
+		},
+		Transport:      clusterTransport{},
+		FlushInterval:  -1,
+		ModifyResponse: filterResponse,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return
+			}
+			cfg.Logger.Warn("kube cluster unreachable", "cluster", clusterFrom(r.Context()).Name, "error", err)
+			writeStatus(w, http.StatusBadGateway, "kube cluster \""+clusterFrom(r.Context()).Name+"\" is unreachable: "+err.Error())
+		},
+	}
+	return rp
+}
+
+// clusterTransport sends each request over its cluster's pooled transport.
+type clusterTransport struct{}
+
+func (clusterTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return clusterFrom(r.Context()).Transport.RoundTrip(r)
+}
+
+func singleJoin(a, b string) string {
+	return strings.TrimSuffix(a, "/") + b
+}
