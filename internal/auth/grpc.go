@@ -85,8 +85,19 @@ type forwardedCertsKey struct{}
 // VerifyClientCert checks a client certificate against the user CA (users and bots) or
 // the host CA (Keyport's own processes and the local admin) and returns its identity.
 func (s *Server) VerifyClientCert(cert *x509.Certificate) (*tlsca.Identity, error) {
-	userPool, hostPool := s.Pools()
 	now := s.cfg.Clock.Now()
+	if id, ok := s.verified.get(cert, now); ok {
+		return id, nil
+	}
+	id, err := s.verifyClientCert(cert, now)
+	if err == nil {
+		s.verified.put(cert, id)
+	}
+	return id, err
+}
+
+func (s *Server) verifyClientCert(cert *x509.Certificate, now time.Time) (*tlsca.Identity, error) {
+	userPool, hostPool := s.Pools()
 	id, err := tlsca.Verify(userPool, cert, now)
 	if err == nil {
 		if id.SystemRole != "" {

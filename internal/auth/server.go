@@ -75,6 +75,7 @@ type Server struct {
 	userCA *tlsca.CA
 
 	joinLimiter *limiter
+	verified    verifiedCerts
 }
 
 // New opens the Auth Service over its backend: it creates the CAs and the built-in roles
