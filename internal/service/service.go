@@ -69,7 +69,7 @@ type Process struct {
 	// publicCerts are https_keypairs: what browsers and tsh see on the web port,
 	// except for SNI kube.<cluster> and the cluster-local name, which get the host cert.
 	publicCerts []tls.Certificate
-	reg     *prometheus.Registry
+	reg         *prometheus.Registry
 
 	mu    sync.Mutex
 	addrs map[string]string
