@@ -118,7 +118,7 @@ func parseDocuments(filename string, data []byte) (docs []*yaml.Node, err error)
 	for {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return docs, nil
 		}
 		if err != nil {

@@ -148,14 +148,6 @@ func table(w io.Writer, header []string, rows [][]string) {
 	_ = tw.Flush()
 }
 
-func fromTraits(t map[string]*pb.StringList) map[string][]string {
-	out := map[string][]string{}
-	for k, v := range t {
-		out[k] = v.GetValues()
-	}
-	return out
-}
-
 func toTraits(t map[string][]string) map[string]*pb.StringList {
 	out := map[string]*pb.StringList{}
 	for k, v := range t {

@@ -93,7 +93,7 @@ func (e *Env) startKwok(ctx context.Context, bin string) error {
 	for _, s := range kwokStages {
 		d := filepath.Join(tools.CacheDir(), "kwok-stages", s)
 		if _, err := os.Stat(filepath.Join(d, "kustomization.yaml")); err != nil {
-			return fmt.Errorf("kwok stage files %s missing (%v): install them with `make kube-tools`", d, err)
+			return fmt.Errorf("kwok stage files %s missing (%w): install them with `make kube-tools`", d, err)
 		}
 		stageArgs = append(stageArgs, "--config="+d)
 	}

@@ -76,7 +76,7 @@ func (p *process) crashErr() error {
 	if !p.exited() || p.stopped {
 		return nil
 	}
-	return fmt.Errorf("%s exited unexpectedly (%v); last lines of %s:\n%s", p.name, p.waitErr, p.logPath, p.tail(40))
+	return fmt.Errorf("%s exited unexpectedly (%w); last lines of %s:\n%s", p.name, p.waitErr, p.logPath, p.tail(40))
 }
 
 // stop sends SIGTERM to the process group and SIGKILL after stopGrace.
