@@ -55,7 +55,6 @@ func compileSelector(labels types.Labels, traits map[string][]string) (selector,
 	return s, nil
 }
 
-
 // match reports whether the cluster's labels satisfy the selector.
 func (s *selector) match(labels map[string]string) bool {
 	if s.all {
