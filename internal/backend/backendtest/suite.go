@@ -379,7 +379,7 @@ func watch(t *testing.T, be backend.Backend, prefix string, from int64) backend.
 	if err != nil {
 		t.Fatalf("Watch(%q, %d): %v", prefix, from, err)
 	}
-	t.Cleanup(func() { w.Close() })
+	t.Cleanup(func() { _ = w.Close() })
 	return w
 }
 
@@ -527,7 +527,7 @@ func testWatchCompacted(t *testing.T, h Harness) {
 	}
 	w, err := be.Watch(ctx, k("cmp/"), first)
 	if err == nil {
-		defer w.Close()
+		defer func() { _ = w.Close() }()
 		select {
 		case ev, ok := <-w.Events():
 			if ok {
@@ -553,7 +553,7 @@ func testWatchCancel(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatalf("Watch: %v", err)
 	}
-	defer w.Close()
+	defer func() { _ = w.Close() }()
 	cancel()
 	waitEnded(t, w)
 	if err := w.Err(); err != nil {

@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	hctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	if _, err := client.Get(hctx, b.prefix, clientv3.WithCountOnly()); err != nil {
-		b.Close()
+		_ = b.Close()
 		return nil, fmt.Errorf("etcd backend: reaching %v: %w", cfg.Endpoints, err)
 	}
 	return b, nil

@@ -181,7 +181,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	rev, err := b.CurrentRevision(ctx)
 	if err != nil {
-		b.Close()
+		_ = b.Close()
 		return nil, err
 	}
 	b.seen.Store(rev)

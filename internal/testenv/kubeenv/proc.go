@@ -175,7 +175,7 @@ func waitReady(ctx context.Context, timeout time.Duration, what string, watch []
 	for {
 		for _, p := range watch {
 			if p.exited() {
-				return fmt.Errorf("waiting for %s: %s exited (%v); last lines of %s:\n%s", what, p.name, p.waitErr, p.logPath, p.tail(40))
+				return fmt.Errorf("waiting for %s: %s exited (%w); last lines of %s:\n%s", what, p.name, p.waitErr, p.logPath, p.tail(40))
 			}
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
