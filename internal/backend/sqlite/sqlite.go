@@ -164,13 +164,13 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
 	if err := migrate(ctx, w); err != nil {
-		w.Close()
+		_ = w.Close()
 		return nil, err
 	}
 	rdsn := fmt.Sprintf("%s?_busy_timeout=%d&_query_only=1", cfg.Path, busy)
 	r, err := sql.Open("sqlite", rdsn)
 	if err != nil {
-		w.Close()
+		_ = w.Close()
 		return nil, fmt.Errorf("sqlite backend: %w", err)
 	}
 	r.SetMaxOpenConns(cfg.ReadConns)
