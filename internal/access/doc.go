@@ -39,7 +39,10 @@
 //   - name, namespace and api_group take literals, "*" globs or ^regex$ (always matched
 //     against the whole value). An allow entry without verbs allows nothing; a deny
 //     entry without verbs denies every verb.
-//   - Subresources are checked as their parent object (see RoleVerb).
+//   - Subresources are checked as their parent object (see RoleVerb): exec and attach
+//     need the exec verb, portforward the portforward verb, and the proxy subresources
+//     (pods/proxy, services/proxy, nodes/proxy) need exec, since they reach any HTTP
+//     endpoint of the workload.
 //   - A list or watch allowed only in part (or denied in part) proceeds and its items or
 //     events are filtered with ItemAllowed; deletecollection and nameless create cannot
 //     be filtered and need full access. Anyone allowed to get/list/watch something in a

@@ -96,6 +96,11 @@ func verbBit(v string) verbMask {
 // Keyport's rules only narrow what Kubernetes RBAC grants to the impersonated user and
 // groups; the API server still checks pods/log, pods/proxy and the rest on its own.
 func RoleVerb(req ResourceRequest) string {
+	// pods/proxy, services/proxy and nodes/proxy reach into the workload (any HTTP
+	// endpoint of it), as exec does: they need the exec verb, not just get.
+	if req.APIGroup == "" && req.Subresource == "proxy" {
+		return "exec"
+	}
 	if req.APIGroup == "" && req.Resource == "pods" {
 		switch req.Subresource {
 		case "exec", "attach":

@@ -405,8 +405,8 @@ func TestRoleVerb(t *testing.T) {
 		{req("get", "pods/ephemeralcontainers", "d", "p"), "get"},
 		{req("create", "pods/eviction", "d", "p"), "delete"},
 		{req("get", "pods/log", "d", "p"), "get"},
-		{req("get", "pods/proxy", "d", "p"), "get"},
-		{req("create", "services/proxy", "d", "s"), "create"},
+		{req("get", "pods/proxy", "d", "p"), "exec"}, // proxy subresources reach into the workload, as exec does
+		{req("create", "services/proxy", "d", "s"), "exec"},
 		{req("create", "widgets.example.com/exec", "d", "w"), "create"}, // only core pods have exec
 		{req("list", "pods", "", ""), "list"},
 	}
