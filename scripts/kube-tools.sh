@@ -21,7 +21,10 @@ stamp() { printf '%s' "$2" >"$STAMPS/$1"; }
 apt_install() {
   # apt_install PKG... installs Debian packages that are missing.
   local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  for p in "$@"; do
+    # A removed package can linger as "config-files": only "install ok installed" counts.
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" != 0 ]; then
     log "need root to install: ${missing[*]} (run: sudo apt-get install -y ${missing[*]})"
@@ -39,7 +42,8 @@ apt_install() {
 if ! command -v etcd >/dev/null 2>&1; then
   apt_install etcd-server
 fi
-ln -sf "$(command -v etcd)" "$BIN/etcd"
+etcd_path=$(command -v etcd) || { log "etcd is still missing after installing etcd-server"; exit 1; }
+ln -sf "$etcd_path" "$BIN/etcd"
 
 # kube-apiserver and kube-controller-manager (and kubectl when the machine has none),
 # built from a throwaway module that pins every staging module k8s.io/kubernetes replaces.
