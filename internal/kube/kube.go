@@ -30,8 +30,11 @@ type Cluster struct {
 	// Server is the API server's base URL.
 	Server *url.URL
 	// Transport carries the service's own credentials; it is pooled and speaks HTTP/2
-	// where the API server does (and HTTP/1.1 for upgrades such as SPDY exec).
+	// where the API server does.
 	Transport http.RoundTripper
+	// UpgradeTransport speaks only HTTP/1.1, for connection upgrades (SPDY and WebSocket
+	// exec, attach, port-forward), which HTTP/2 cannot carry.
+	UpgradeTransport http.RoundTripper
 	// Config is the service's rest.Config for this cluster (SubjectAccessReviews).
 	Config *rest.Config
 }
@@ -100,6 +103,12 @@ func (s *Service) add(name string, rc *rest.Config) error {
 	if err != nil {
 		return fmt.Errorf("transport for kube cluster %q: %w", name, err)
 	}
+	h1 := rest.CopyConfig(rc)
+	h1.NextProtos = []string{"http/1.1"}
+	utr, err := rest.TransportFor(h1)
+	if err != nil {
+		return fmt.Errorf("upgrade transport for kube cluster %q: %w", name, err)
+	}
 	u, err := url.Parse(rc.Host)
 	if err != nil {
 		return errs.BadParameterf("kube cluster %q: server %q: %w", name, rc.Host, err)
@@ -107,7 +116,7 @@ func (s *Service) add(name string, rc *rest.Config) error {
 	if u.Scheme == "" {
 		u.Scheme = "https"
 	}
-	s.clusters[name] = &Cluster{Name: name, Labels: maps.Clone(s.cfg.Labels), Server: u, Transport: tr, Config: rc}
+	s.clusters[name] = &Cluster{Name: name, Labels: maps.Clone(s.cfg.Labels), Server: u, Transport: tr, UpgradeTransport: utr, Config: rc}
 	s.cfg.Logger.Info("enrolled kube cluster", "name", name, "server", u.Host)
 	return nil
 }

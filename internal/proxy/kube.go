@@ -388,7 +388,11 @@ func newForwarder(cfg KubeConfig) http.Handler {
 type clusterTransport struct{}
 
 func (clusterTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	return clusterFrom(r.Context()).Transport.RoundTrip(r)
+	c := clusterFrom(r.Context())
+	if r.Header.Get("Upgrade") != "" {
+		return c.UpgradeTransport.RoundTrip(r)
+	}
+	return c.Transport.RoundTrip(r)
 }
 
 func singleJoin(a, b string) string {
