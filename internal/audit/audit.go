@@ -139,6 +139,9 @@ func (l *Log) Emit(ctx context.Context, e Event) {
 	}
 	if l.backend != nil {
 		key := []byte(Prefix + e.ID)
+		// The event outlives the request it describes: a cancelled request (a stream
+		// ended by a lock, a client that hung up) must still be recorded.
+		ctx = context.WithoutCancel(ctx)
 		if _, err := l.backend.Put(ctx, backend.Item{Key: key, Value: data, Expires: e.Time.Add(l.ttl)}); err != nil {
 			l.logger.Error("storing audit event", "type", e.Type, "error", err)
 		}

@@ -15,6 +15,7 @@ import (
 	"net/textproto"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/endpoints/request"
 
@@ -64,6 +65,13 @@ type KubeConfig struct {
 	Audit    audit.Emitter
 	Clock    clock.Clock
 	Logger   *slog.Logger
+	// Metrics, when set, receives the proxy's Prometheus series.
+	Metrics prometheus.Registerer
+	// Changes reports changes to locks (the cache's Subscribe); each one makes the proxy
+	// re-check the locks of every open request and end the locked ones.
+	Changes <-chan struct{}
+	// Context bounds the proxy's background work.
+	Context context.Context
 }
 
 // NewKubeHandler builds the chain. The order is the security argument: nothing below
@@ -79,10 +87,19 @@ func NewKubeHandler(cfg KubeConfig) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Context == nil {
+		cfg.Context = context.Background()
+	}
+	m := newMetrics(cfg.Metrics)
+	tr := newTracker(m.streams)
+	if cfg.Changes != nil {
+		go tr.run(cfg.Context, cfg.Changes, cfg.Auth)
+	}
 	h := newForwarder(cfg)
 	h = withImpersonation(h)
 	h = withAuthorization(h, cfg)
-	h = withAudit(h, cfg)
+	h = withAudit(h, cfg, m)
+	h = withTracking(h, tr)
 	h = withRequestInfo(h)
 	h = withRoute(h, cfg)
 	h = withLockCheck(h, cfg)
@@ -324,7 +341,31 @@ func (s *statusRecorder) Flush() {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-func withAudit(next http.Handler, cfg KubeConfig) http.Handler {
+// withTracking registers the request so that a lock made while it runs ends it.
+func withTracking(next http.Handler, tr *tracker) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		done := tr.add(identityFrom(ctx), cancel, isStream(infoFrom(ctx), r))
+		defer done()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// isStream reports requests that stay open: watches, sessions, followed logs.
+func isStream(info *request.RequestInfo, r *http.Request) bool {
+	switch {
+	case info.Verb == "watch":
+		return true
+	case info.Subresource == "exec" || info.Subresource == "attach" || info.Subresource == "portforward":
+		return true
+	case info.Subresource == "log" && r.URL.Query().Get("follow") == "true":
+		return true
+	}
+	return false
+}
+
+func withAudit(next http.Handler, cfg KubeConfig, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := cfg.Clock.Now()
 		rec := &statusRecorder{ResponseWriter: w}
@@ -338,19 +379,29 @@ func withAudit(next http.Handler, cfg KubeConfig) http.Handler {
 			ev.Fields = map[string]any{"cluster": fw.Name, "namespace": info.Namespace, "name": info.Name, "subresource": info.Subresource}
 			cfg.Audit.Emit(ctx, ev)
 		}
+		// Deferred: ReverseProxy aborts a stream cut mid-copy with a panic
+		// (http.ErrAbortHandler), and that request must still be counted and audited.
+		defer func() {
+			ev := base
+			ev.Type = audit.KubeRequest
+			if session {
+				ev.Type = audit.SessionEnd
+			}
+			if rec.code == 0 {
+				// A hijacked (upgraded) connection: ReverseProxy wrote 101 on the raw conn.
+				rec.code = http.StatusSwitchingProtocols
+			}
+			ev.Success = rec.code < 400
+			elapsed := cfg.Clock.Now().Sub(start)
+			m.observe(fw.Name, info.Verb, rec.code, elapsed.Seconds())
+			ev.Fields = map[string]any{
+				"cluster": fw.Name, "verb": info.Verb, "api_group": info.APIGroup, "resource": info.Resource,
+				"subresource": info.Subresource, "namespace": info.Namespace, "name": info.Name, "path": r.URL.Path,
+				"status": rec.code, "latency_ms": float64(elapsed.Microseconds()) / 1000,
+			}
+			cfg.Audit.Emit(ctx, ev)
+		}()
 		next.ServeHTTP(rec, r)
-		ev := base
-		ev.Type = audit.KubeRequest
-		if session {
-			ev.Type = audit.SessionEnd
-		}
-		ev.Success = rec.code < 400
-		ev.Fields = map[string]any{
-			"cluster": fw.Name, "verb": info.Verb, "api_group": info.APIGroup, "resource": info.Resource,
-			"subresource": info.Subresource, "namespace": info.Namespace, "name": info.Name, "path": r.URL.Path,
-			"status": rec.code, "latency_ms": float64(cfg.Clock.Now().Sub(start).Microseconds()) / 1000,
-		}
-		cfg.Audit.Emit(ctx, ev)
 	})
 }
 

@@ -73,6 +73,11 @@ type Process struct {
 
 	mu    sync.Mutex
 	addrs map[string]string
+
+	// bg bounds background work that outlives Serve's context (the proxy's lock
+	// enforcer); Close ends it.
+	bg     context.Context
+	stopBG context.CancelFunc
 }
 
 // Run starts the daemon and blocks until ctx is done or a component fails. All
@@ -96,6 +101,7 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 		opts.Clock = clock.Real()
 	}
 	p := &Process{opts: opts, cfg: cfg, log: opts.Logger, addrs: map[string]string{}, reg: prometheus.NewRegistry()}
+	p.bg, p.stopBG = context.WithCancel(context.Background())
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if !cfg.AuthEnabled() {
 		return nil, errs.BadParameterf("%s: running without auth_service (joining an existing cluster) is not supported yet", cfg.Path)
@@ -155,6 +161,7 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 	p.kubeH = proxy.NewKubeHandler(proxy.KubeConfig{
 		Auth: a, Clusters: &localClusters{auth: a, kube: p.kube}, Decider: proxy.NewAccessDecider(a.Cache()),
 		Audit: al, Clock: opts.Clock, Logger: opts.Logger.With("component", "proxy"),
+		Metrics: p.reg, Changes: a.Cache().Subscribe(), Context: p.bg,
 	})
 	return p, nil
 }
@@ -281,6 +288,7 @@ func (p *Process) webTLS() *tls.Config {
 
 // Close releases the backend.
 func (p *Process) Close() {
+	p.stopBG()
 	if p.Auth != nil {
 		_ = p.Auth.Close()
 	}

@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"context"
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyport/keyport/internal/tlsca"
+)
+
+// tracker knows every request in flight, so that a new lock ends the locked identity's
+// open watches, exec, attach and port-forward sessions at once instead of at their end.
+type tracker struct {
+	mu     sync.Mutex
+	active map[*tracked]struct{}
+	gauge  prometheus.Gauge
+}
+
+type tracked struct {
+	id     *tlsca.Identity
+	cancel context.CancelFunc
+	stream bool
+}
+
+func newTracker(g prometheus.Gauge) *tracker {
+	return &tracker{active: map[*tracked]struct{}{}, gauge: g}
+}
+
+// add registers a request; the returned func removes it.
+func (t *tracker) add(id *tlsca.Identity, cancel context.CancelFunc, stream bool) func() {
+	e := &tracked{id: id, cancel: cancel, stream: stream}
+	t.mu.Lock()
+	t.active[e] = struct{}{}
+	t.mu.Unlock()
+	if stream && t.gauge != nil {
+		t.gauge.Inc()
+	}
+	return func() {
+		t.mu.Lock()
+		delete(t.active, e)
+		t.mu.Unlock()
+		if stream && t.gauge != nil {
+			t.gauge.Dec()
+		}
+	}
+}
+
+// enforce cancels every request whose identity is now locked.
+func (t *tracker) enforce(auth Authenticator) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for e := range t.active {
+		if auth.CheckLock(e.id) != nil {
+			e.cancel()
+		}
+	}
+}
+
+// run re-checks locks after every change the cache reports.
+func (t *tracker) run(ctx context.Context, changes <-chan struct{}, auth Authenticator) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+			t.enforce(auth)
+		}
+	}
+}
+
+// metrics are the proxy's Prometheus series.
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	streams  prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyport_kube_requests_total", Help: "Kubernetes requests through the proxy, by cluster, verb and HTTP status code.",
+		}, []string{"cluster", "verb", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keyport_kube_request_duration_seconds", Help: "Time to complete Kubernetes requests through the proxy (streams: their whole life).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"cluster", "verb"}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keyport_kube_active_streams", Help: "Open watch, exec, attach, port-forward and follow-logs streams.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.latency, m.streams)
+	}
+	return m
+}
+
+func (m *metrics) observe(cluster, verb string, code int, seconds float64) {
+	m.requests.WithLabelValues(cluster, verb, strconv.Itoa(code)).Inc()
+	m.latency.WithLabelValues(cluster, verb).Observe(seconds)
+}
