@@ -522,3 +522,20 @@ func (g *grpcAPI) SearchAudit(ctx context.Context, req *pb.SearchAuditRequest) (
 	}
 	return out, nil
 }
+
+func (g *grpcAPI) KubeCanI(ctx context.Context, req *pb.KubeCanIRequest) (*pb.KubeCanIResponse, error) {
+	kind := types.KindUser
+	if req.GetBot() != "" {
+		kind = types.KindBot
+	}
+	if _, err := g.authz(ctx, kind, VerbRead); err != nil {
+		return nil, err
+	}
+	group, resource, sub := ParseResource(req.GetResource())
+	res, err := g.s.KubeCanI(ctx, req.GetUser(), req.GetBot(), req.GetCluster(), ResourceAttributes{
+		Verb: req.GetVerb(), Group: group, Resource: resource, Subresource: sub, Namespace: req.GetNamespace(), Name: req.GetName()})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.KubeCanIResponse{Allowed: res.Allowed, DeniedBy: res.DeniedBy, Reason: res.Reason, ImpersonatedUser: res.User, ImpersonatedGroups: res.Groups}, nil
+}

@@ -74,8 +74,9 @@ type Server struct {
 	hostCA *tlsca.CA
 	userCA *tlsca.CA
 
-	joinLimiter *limiter
-	verified    verifiedCerts
+	joinLimiter  *limiter
+	verified     verifiedCerts
+	kubeReviewer KubeReviewer
 }
 
 // New opens the Auth Service over its backend: it creates the CAs and the built-in roles

@@ -13,8 +13,12 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -161,4 +165,30 @@ func (s *Service) RunHeartbeats(ctx context.Context, hb Heartbeater) error {
 		case <-s.cfg.Clock.After(HeartbeatInterval):
 		}
 	}
+}
+
+// SubjectAccessReview asks cluster's API server whether user with groups may do what
+// attrs describe, with the service's own credentials.
+func (s *Service) SubjectAccessReview(ctx context.Context, cluster, user string, groups []string, verb, group, resource, subresource, namespace, name string) (bool, string, error) {
+	c, ok := s.clusters[cluster]
+	if !ok {
+		return false, "", errs.NotFoundf("kube cluster %q is not served here", cluster)
+	}
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return false, "", err
+	}
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: user, Groups: groups,
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Group: group, Resource: resource, Subresource: subresource, Namespace: namespace, Name: name},
+	}}
+	out, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+	if err != nil {
+		return false, "", fmt.Errorf("SubjectAccessReview on %q: %w", cluster, err)
+	}
+	reason := out.Status.Reason
+	if out.Status.EvaluationError != "" {
+		reason = strings.TrimSpace(reason + " " + out.Status.EvaluationError)
+	}
+	return out.Status.Allowed, reason, nil
 }

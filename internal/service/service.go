@@ -157,6 +157,7 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 			return nil, err
 		}
 		p.kube = ks
+		a.SetKubeReviewer(kubeReviewer{ks})
 	}
 	p.kubeH = proxy.NewKubeHandler(proxy.KubeConfig{
 		Auth: a, Clusters: &localClusters{auth: a, kube: p.kube}, Decider: proxy.NewAccessDecider(a.Cache()),
@@ -514,4 +515,11 @@ type heartbeater struct{ auth *auth.Server }
 
 func (h heartbeater) HeartbeatKubeClusters(ctx context.Context, clusters []*types.KubeCluster, ttl time.Duration) error {
 	return h.auth.HeartbeatKubeClusters(ctx, auth.Actor{}, clusters, ttl)
+}
+
+// kubeReviewer lets the Auth Service's `kube can-i` ask this process's clusters.
+type kubeReviewer struct{ kube *kube.Service }
+
+func (k kubeReviewer) SubjectAccessReview(ctx context.Context, cluster, user string, groups []string, a auth.ResourceAttributes) (bool, string, error) {
+	return k.kube.SubjectAccessReview(ctx, cluster, user, groups, a.Verb, a.Group, a.Resource, a.Subresource, a.Namespace, a.Name)
 }

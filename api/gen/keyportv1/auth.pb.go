@@ -2443,6 +2443,175 @@ func (x *SearchAuditResponse) GetEvents() []*AuditEvent {
 	return nil
 }
 
+type KubeCanIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Bot           string                 `protobuf:"bytes,2,opt,name=bot,proto3" json:"bot,omitempty"`
+	Cluster       string                 `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Verb          string                 `protobuf:"bytes,4,opt,name=verb,proto3" json:"verb,omitempty"`
+	Resource      string                 `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"` // plural, optionally with .group and /subresource
+	Namespace     string                 `protobuf:"bytes,6,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,7,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KubeCanIRequest) Reset() {
+	*x = KubeCanIRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KubeCanIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KubeCanIRequest) ProtoMessage() {}
+
+func (x *KubeCanIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KubeCanIRequest.ProtoReflect.Descriptor instead.
+func (*KubeCanIRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *KubeCanIRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *KubeCanIRequest) GetBot() string {
+	if x != nil {
+		return x.Bot
+	}
+	return ""
+}
+
+func (x *KubeCanIRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *KubeCanIRequest) GetVerb() string {
+	if x != nil {
+		return x.Verb
+	}
+	return ""
+}
+
+func (x *KubeCanIRequest) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *KubeCanIRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *KubeCanIRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type KubeCanIResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Allowed bool                   `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// Which layer said no (keyport | kubernetes), and why.
+	DeniedBy           string   `protobuf:"bytes,2,opt,name=denied_by,json=deniedBy,proto3" json:"denied_by,omitempty"`
+	Reason             string   `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	ImpersonatedUser   string   `protobuf:"bytes,4,opt,name=impersonated_user,json=impersonatedUser,proto3" json:"impersonated_user,omitempty"`
+	ImpersonatedGroups []string `protobuf:"bytes,5,rep,name=impersonated_groups,json=impersonatedGroups,proto3" json:"impersonated_groups,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *KubeCanIResponse) Reset() {
+	*x = KubeCanIResponse{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KubeCanIResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KubeCanIResponse) ProtoMessage() {}
+
+func (x *KubeCanIResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KubeCanIResponse.ProtoReflect.Descriptor instead.
+func (*KubeCanIResponse) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *KubeCanIResponse) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *KubeCanIResponse) GetDeniedBy() string {
+	if x != nil {
+		return x.DeniedBy
+	}
+	return ""
+}
+
+func (x *KubeCanIResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *KubeCanIResponse) GetImpersonatedUser() string {
+	if x != nil {
+		return x.ImpersonatedUser
+	}
+	return ""
+}
+
+func (x *KubeCanIResponse) GetImpersonatedGroups() []string {
+	if x != nil {
+		return x.ImpersonatedGroups
+	}
+	return nil
+}
+
 var File_keyport_v1_auth_proto protoreflect.FileDescriptor
 
 const file_keyport_v1_auth_proto_rawDesc = "" +
@@ -2644,7 +2813,21 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"AuditEvent\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\"E\n" +
 	"\x13SearchAuditResponse\x12.\n" +
-	"\x06events\x18\x01 \x03(\v2\x16.keyport.v1.AuditEventR\x06events2\xdc\f\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.keyport.v1.AuditEventR\x06events\"\xb3\x01\n" +
+	"\x0fKubeCanIRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x10\n" +
+	"\x03bot\x18\x02 \x01(\tR\x03bot\x12\x18\n" +
+	"\acluster\x18\x03 \x01(\tR\acluster\x12\x12\n" +
+	"\x04verb\x18\x04 \x01(\tR\x04verb\x12\x1a\n" +
+	"\bresource\x18\x05 \x01(\tR\bresource\x12\x1c\n" +
+	"\tnamespace\x18\x06 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\a \x01(\tR\x04name\"\xbf\x01\n" +
+	"\x10KubeCanIResponse\x12\x18\n" +
+	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x1b\n" +
+	"\tdenied_by\x18\x02 \x01(\tR\bdeniedBy\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12+\n" +
+	"\x11impersonated_user\x18\x04 \x01(\tR\x10impersonatedUser\x12/\n" +
+	"\x13impersonated_groups\x18\x05 \x03(\tR\x12impersonatedGroups2\xa3\r\n" +
 	"\vAuthService\x129\n" +
 	"\x04Ping\x12\x17.keyport.v1.PingRequest\x1a\x18.keyport.v1.PingResponse\x12T\n" +
 	"\rGetClusterCAs\x12 .keyport.v1.GetClusterCAsRequest\x1a!.keyport.v1.GetClusterCAsResponse\x12?\n" +
@@ -2667,7 +2850,8 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\bRenewBot\x12\x1b.keyport.v1.RenewBotRequest\x1a\x11.keyport.v1.Certs\x12J\n" +
 	"\x10GenerateBotCerts\x12#.keyport.v1.GenerateBotCertsRequest\x1a\x11.keyport.v1.Certs\x12l\n" +
 	"\x15HeartbeatKubeClusters\x12(.keyport.v1.HeartbeatKubeClustersRequest\x1a).keyport.v1.HeartbeatKubeClustersResponse\x12]\n" +
-	"\x10ListKubeClusters\x12#.keyport.v1.ListKubeClustersRequest\x1a$.keyport.v1.ListKubeClustersResponse\x12N\n" +
+	"\x10ListKubeClusters\x12#.keyport.v1.ListKubeClustersRequest\x1a$.keyport.v1.ListKubeClustersResponse\x12E\n" +
+	"\bKubeCanI\x12\x1b.keyport.v1.KubeCanIRequest\x1a\x1c.keyport.v1.KubeCanIResponse\x12N\n" +
 	"\vSearchAudit\x12\x1e.keyport.v1.SearchAuditRequest\x1a\x1f.keyport.v1.SearchAuditResponseB8Z6github.com/keyport/keyport/api/gen/keyportv1;keyportv1b\x06proto3"
 
 var (
@@ -2682,7 +2866,7 @@ func file_keyport_v1_auth_proto_rawDescGZIP() []byte {
 	return file_keyport_v1_auth_proto_rawDescData
 }
 
-var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_keyport_v1_auth_proto_goTypes = []any{
 	(*PingRequest)(nil),                   // 0: keyport.v1.PingRequest
 	(*PingResponse)(nil),                  // 1: keyport.v1.PingResponse
@@ -2725,21 +2909,23 @@ var file_keyport_v1_auth_proto_goTypes = []any{
 	(*SearchAuditRequest)(nil),            // 38: keyport.v1.SearchAuditRequest
 	(*AuditEvent)(nil),                    // 39: keyport.v1.AuditEvent
 	(*SearchAuditResponse)(nil),           // 40: keyport.v1.SearchAuditResponse
-	nil,                                   // 41: keyport.v1.WhoAmIResponse.TraitsEntry
-	nil,                                   // 42: keyport.v1.CreateUserRequest.TraitsEntry
-	nil,                                   // 43: keyport.v1.CreateBotRequest.TraitsEntry
-	nil,                                   // 44: keyport.v1.KubeCluster.LabelsEntry
+	(*KubeCanIRequest)(nil),               // 41: keyport.v1.KubeCanIRequest
+	(*KubeCanIResponse)(nil),              // 42: keyport.v1.KubeCanIResponse
+	nil,                                   // 43: keyport.v1.WhoAmIResponse.TraitsEntry
+	nil,                                   // 44: keyport.v1.CreateUserRequest.TraitsEntry
+	nil,                                   // 45: keyport.v1.CreateBotRequest.TraitsEntry
+	nil,                                   // 46: keyport.v1.KubeCluster.LabelsEntry
 }
 var file_keyport_v1_auth_proto_depIdxs = []int32{
 	2,  // 0: keyport.v1.GetClusterCAsResponse.cas:type_name -> keyport.v1.CA
-	41, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
+	43, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
 	8,  // 2: keyport.v1.CreateResourceRequest.resource:type_name -> keyport.v1.Resource
 	8,  // 3: keyport.v1.CreateResourceResponse.resource:type_name -> keyport.v1.Resource
 	8,  // 4: keyport.v1.ListResourcesResponse.resources:type_name -> keyport.v1.Resource
-	42, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
-	43, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
+	44, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
+	45, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
 	23, // 7: keyport.v1.ListBotInstancesResponse.instances:type_name -> keyport.v1.BotInstance
-	44, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
+	46, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
 	33, // 9: keyport.v1.HeartbeatKubeClustersRequest.clusters:type_name -> keyport.v1.KubeCluster
 	33, // 10: keyport.v1.ListKubeClustersResponse.clusters:type_name -> keyport.v1.KubeCluster
 	39, // 11: keyport.v1.SearchAuditResponse.events:type_name -> keyport.v1.AuditEvent
@@ -2766,30 +2952,32 @@ var file_keyport_v1_auth_proto_depIdxs = []int32{
 	32, // 32: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
 	34, // 33: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
 	36, // 34: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
-	38, // 35: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
-	1,  // 36: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
-	4,  // 37: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
-	6,  // 38: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
-	10, // 39: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
-	8,  // 40: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
-	13, // 41: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
-	15, // 42: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
-	18, // 43: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
-	18, // 44: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
-	20, // 45: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
-	8,  // 46: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
-	24, // 47: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
-	26, // 48: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
-	8,  // 49: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
-	29, // 50: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
-	29, // 51: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
-	29, // 52: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
-	29, // 53: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
-	35, // 54: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
-	37, // 55: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
-	40, // 56: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
-	36, // [36:57] is the sub-list for method output_type
-	15, // [15:36] is the sub-list for method input_type
+	41, // 35: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
+	38, // 36: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
+	1,  // 37: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
+	4,  // 38: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
+	6,  // 39: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
+	10, // 40: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
+	8,  // 41: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
+	13, // 42: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
+	15, // 43: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
+	18, // 44: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
+	18, // 45: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
+	20, // 46: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
+	8,  // 47: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
+	24, // 48: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
+	26, // 49: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
+	8,  // 50: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
+	29, // 51: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
+	29, // 52: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
+	29, // 53: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
+	29, // 54: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
+	35, // 55: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
+	37, // 56: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
+	42, // 57: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
+	40, // 58: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
+	37, // [37:59] is the sub-list for method output_type
+	15, // [15:37] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -2806,7 +2994,7 @@ func file_keyport_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyport_v1_auth_proto_rawDesc), len(file_keyport_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

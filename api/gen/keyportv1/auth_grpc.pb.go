@@ -47,6 +47,7 @@ const (
 	AuthService_GenerateBotCerts_FullMethodName      = "/keyport.v1.AuthService/GenerateBotCerts"
 	AuthService_HeartbeatKubeClusters_FullMethodName = "/keyport.v1.AuthService/HeartbeatKubeClusters"
 	AuthService_ListKubeClusters_FullMethodName      = "/keyport.v1.AuthService/ListKubeClusters"
+	AuthService_KubeCanI_FullMethodName              = "/keyport.v1.AuthService/KubeCanI"
 	AuthService_SearchAudit_FullMethodName           = "/keyport.v1.AuthService/SearchAudit"
 )
 
@@ -88,6 +89,10 @@ type AuthServiceClient interface {
 	// Kubernetes services report their clusters here.
 	HeartbeatKubeClusters(ctx context.Context, in *HeartbeatKubeClustersRequest, opts ...grpc.CallOption) (*HeartbeatKubeClustersResponse, error)
 	ListKubeClusters(ctx context.Context, in *ListKubeClustersRequest, opts ...grpc.CallOption) (*ListKubeClustersResponse, error)
+	// KubeCanI answers whether a user or bot may do something in a kube cluster: Keyport
+	// RBAC combined with the cluster's own RBAC (a SubjectAccessReview as the identity
+	// Keyport would impersonate).
+	KubeCanI(ctx context.Context, in *KubeCanIRequest, opts ...grpc.CallOption) (*KubeCanIResponse, error)
 	// Audit log.
 	SearchAudit(ctx context.Context, in *SearchAuditRequest, opts ...grpc.CallOption) (*SearchAuditResponse, error)
 }
@@ -300,6 +305,16 @@ func (c *authServiceClient) ListKubeClusters(ctx context.Context, in *ListKubeCl
 	return out, nil
 }
 
+func (c *authServiceClient) KubeCanI(ctx context.Context, in *KubeCanIRequest, opts ...grpc.CallOption) (*KubeCanIResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KubeCanIResponse)
+	err := c.cc.Invoke(ctx, AuthService_KubeCanI_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *authServiceClient) SearchAudit(ctx context.Context, in *SearchAuditRequest, opts ...grpc.CallOption) (*SearchAuditResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SearchAuditResponse)
@@ -348,6 +363,10 @@ type AuthServiceServer interface {
 	// Kubernetes services report their clusters here.
 	HeartbeatKubeClusters(context.Context, *HeartbeatKubeClustersRequest) (*HeartbeatKubeClustersResponse, error)
 	ListKubeClusters(context.Context, *ListKubeClustersRequest) (*ListKubeClustersResponse, error)
+	// KubeCanI answers whether a user or bot may do something in a kube cluster: Keyport
+	// RBAC combined with the cluster's own RBAC (a SubjectAccessReview as the identity
+	// Keyport would impersonate).
+	KubeCanI(context.Context, *KubeCanIRequest) (*KubeCanIResponse, error)
 	// Audit log.
 	SearchAudit(context.Context, *SearchAuditRequest) (*SearchAuditResponse, error)
 	mustEmbedUnimplementedAuthServiceServer()
@@ -419,6 +438,9 @@ func (UnimplementedAuthServiceServer) HeartbeatKubeClusters(context.Context, *He
 }
 func (UnimplementedAuthServiceServer) ListKubeClusters(context.Context, *ListKubeClustersRequest) (*ListKubeClustersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListKubeClusters not implemented")
+}
+func (UnimplementedAuthServiceServer) KubeCanI(context.Context, *KubeCanIRequest) (*KubeCanIResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method KubeCanI not implemented")
 }
 func (UnimplementedAuthServiceServer) SearchAudit(context.Context, *SearchAuditRequest) (*SearchAuditResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SearchAudit not implemented")
@@ -804,6 +826,24 @@ func _AuthService_ListKubeClusters_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_KubeCanI_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KubeCanIRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).KubeCanI(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_KubeCanI_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).KubeCanI(ctx, req.(*KubeCanIRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AuthService_SearchAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SearchAuditRequest)
 	if err := dec(in); err != nil {
@@ -908,6 +948,10 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListKubeClusters",
 			Handler:    _AuthService_ListKubeClusters_Handler,
+		},
+		{
+			MethodName: "KubeCanI",
+			Handler:    _AuthService_KubeCanI_Handler,
 		},
 		{
 			MethodName: "SearchAudit",

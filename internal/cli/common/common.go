@@ -89,6 +89,10 @@ func Run(root *cobra.Command, args []string, stdio IO) int {
 	if err == nil {
 		return 0
 	}
+	var quiet *QuietExit
+	if errors.As(err, &quiet) {
+		return quiet.Code
+	}
 	if isUsage(err) {
 		fmt.Fprintf(stdio.Err, "ERROR: %s\nRun '%s --help' for usage.\n", firstLine(err.Error()), root.Name())
 		return 2
@@ -123,3 +127,9 @@ func firstLine(s string) string {
 func UsageErrorf(format string, args ...any) error {
 	return &errs.UsageError{Err: fmt.Errorf(format, args...)}
 }
+
+// QuietExit ends a command with Code and no message: the command already printed its
+// answer (e.g. "no" from kube can-i, which exits 1 as kubectl auth can-i does).
+type QuietExit struct{ Code int }
+
+func (e *QuietExit) Error() string { return fmt.Sprintf("exit status %d", e.Code) }

@@ -45,7 +45,45 @@ func (e *env) kubeCmd() *cobra.Command {
 			return nil
 		}),
 	}
-	kube.AddCommand(ls)
+	var canUser, canBot, canCluster, canNS string
+	can := &cobra.Command{
+		Use:   "can-i --user=NAME|--bot=NAME --cluster=C VERB RESOURCE[/SUBRESOURCE] [NAME] [-n NS]",
+		Short: "Whether a user or bot may do something in a kube cluster: Keyport RBAC and the cluster's own",
+		Long: "Prints yes, or no with the layer that refused (Keyport or the cluster's RBAC) and why.\n" +
+			"Exits 0 for yes and 1 for no, as kubectl auth can-i does.",
+		Args: cobra.RangeArgs(2, 3),
+		RunE: e.run(func(ctx context.Context, clt *client.Client, _ *cobra.Command, args []string) error {
+			if (canUser == "") == (canBot == "") {
+				return common.UsageErrorf("give exactly one of --user and --bot")
+			}
+			if canCluster == "" {
+				return common.UsageErrorf("--cluster is required")
+			}
+			req := &pb.KubeCanIRequest{User: canUser, Bot: canBot, Cluster: canCluster, Verb: args[0], Resource: args[1], Namespace: canNS}
+			if len(args) == 3 {
+				req.Name = args[2]
+			}
+			resp, err := clt.KubeCanI(ctx, req)
+			if err != nil {
+				return err
+			}
+			if resp.GetAllowed() {
+				fmt.Fprintln(e.stdio.Out, "yes")
+				return nil
+			}
+			layer := "Keyport"
+			if resp.GetDeniedBy() == "kubernetes" {
+				layer = "the cluster's RBAC (as " + resp.GetImpersonatedUser() + ", groups " + strings.Join(resp.GetImpersonatedGroups(), ",") + ")"
+			}
+			fmt.Fprintf(e.stdio.Out, "no - denied by %s: %s\n", layer, resp.GetReason())
+			return &common.QuietExit{Code: 1}
+		}),
+	}
+	can.Flags().StringVar(&canUser, "user", "", "the user to ask about")
+	can.Flags().StringVar(&canBot, "bot", "", "the bot to ask about")
+	can.Flags().StringVar(&canCluster, "cluster", "", "the kube cluster")
+	can.Flags().StringVarP(&canNS, "namespace", "n", "", "the namespace (default: cluster-wide)")
+	kube.AddCommand(ls, can)
 	return kube
 }
 
