@@ -8,13 +8,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keyport/keyport/internal/identityfile"
+	"github.com/keyport/keyport/internal/testenv/kubeenv"
 	"github.com/keyport/keyport/internal/testenv/tools"
 	"github.com/keyport/keyport/internal/tlsca"
 )
@@ -67,9 +72,12 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitready": cmdWaitReady,
-			"hostcapin": cmdHostCAPin,
-			"envsubst":  cmdEnvsubst,
+			"waitready":          cmdWaitReady,
+			"hostcapin":          cmdHostCAPin,
+			"envsubst":           cmdEnvsubst,
+			"kubeenv":            cmdKubeenv,
+			"setenv-from-stdout": cmdSetenvFromStdout,
+			"clientgo-list-pods": cmdClientGoListPods,
 		},
 	}
 }
@@ -132,5 +140,58 @@ func cmdEnvsubst(ts *testscript.TestScript, _ bool, args []string) {
 		ts.Check(err)
 		out := os.Expand(string(data), func(k string) string { return ts.Getenv(k) })
 		ts.Check(os.WriteFile(path, []byte(out), 0o600))
+	}
+}
+
+// cmdKubeenv starts a real control plane with kwok and two running pods for the rest of
+// the script, with an admin kubeconfig whose context is the given name, in
+// $ADMIN_KUBECONFIG.
+func cmdKubeenv(ts *testscript.TestScript, _ bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: kubeenv CONTEXT_NAME")
+	}
+	ctx := context.Background()
+	env, err := kubeenv.StartProcess(ctx, kubeenv.Options{Kwok: true, ContextName: args[0], Dir: ts.MkAbs("kube")})
+	ts.Check(err)
+	ts.Defer(func() { _ = env.Stop() })
+	for _, p := range [][2]string{{"default", "web-0"}, {"kube-system", "dns-0"}} {
+		ts.Check(env.CreatePod(ctx, p[0], p[1]))
+	}
+	ts.Setenv("ADMIN_KUBECONFIG", env.KubeconfigPath)
+}
+
+// cmdSetenvFromStdout sets VAR to the first submatch of REGEXP in the last command's
+// stdout (e.g. the token that tctl bots add prints).
+func cmdSetenvFromStdout(ts *testscript.TestScript, _ bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: setenv-from-stdout VAR REGEXP")
+	}
+	m := regexp.MustCompile(args[1]).FindStringSubmatch(ts.ReadFile("stdout"))
+	if len(m) < 2 {
+		ts.Fatalf("%q not found in stdout", args[1])
+	}
+	ts.Setenv(args[0], m[1])
+}
+
+// cmdClientGoListPods is "a small client-go program": it loads a kubeconfig the way
+// every client-go tool does and lists pods in all namespaces, printing namespace/name.
+func cmdClientGoListPods(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: clientgo-list-pods KUBECONFIG")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", ts.MkAbs(args[0]))
+	ts.Check(err)
+	cs, err := kubernetes.NewForConfig(cfg)
+	ts.Check(err)
+	pods, err := cs.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{})
+	if neg {
+		if err == nil {
+			ts.Fatalf("listing pods succeeded")
+		}
+		return
+	}
+	ts.Check(err)
+	for _, p := range pods.Items {
+		fmt.Fprintf(ts.Stdout(), "%s/%s\n", p.Namespace, p.Name)
 	}
 }

@@ -393,6 +393,13 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 			}
 		}
 	}})
+	if p.kube != nil {
+		// Register the clusters before saying ready, so that `tctl kube ls` and
+		// certificates routed to them work as soon as the process is up.
+		if err := (heartbeater{p.Auth}).HeartbeatKubeClusters(ctx, p.kube.Clusters(), kube.HeartbeatTTL); err != nil {
+			return fmt.Errorf("registering kube clusters: %w", err)
+		}
+	}
 	p.log.Info("keyport started", "cluster", p.cfg.Auth.ClusterName, "auth", p.Addr("auth"), "web", p.Addr("web"), "diag", p.Addr("diag"), "storage", p.cfg.Keyport.Storage.Type)
 	if ready != nil {
 		close(ready)
