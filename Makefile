@@ -64,12 +64,14 @@ lint-tools:
 bench: kube-tools
 	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./internal/backend/...
 
-## quickstart: not built yet (issue 8); says so instead of pretending
-quickstart:
-	@echo "make quickstart is not available yet: it arrives with the issue 'make quickstart and the guide end to end'." >&2; exit 1
+## quickstart: a local control plane + keyport, then the guide's steps (state in .quickstart/)
+quickstart: kube-tools build
+	@$(GO) build -o bin/quickstart ./internal/quickstart/cmd/quickstart
+	@bin/quickstart up
 
+## quickstart-down: stop every process make quickstart started
 quickstart-down:
-	@echo "nothing to stop: make quickstart is not available yet." >&2
+	@if [ -x bin/quickstart ]; then bin/quickstart down; else echo "quickstart: nothing is running"; fi
 
 clean:
 	rm -rf bin
