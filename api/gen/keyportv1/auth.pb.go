@@ -2612,6 +2612,158 @@ func (x *KubeCanIResponse) GetImpersonatedGroups() []string {
 	return nil
 }
 
+type LoginRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	OtpCode       string                 `protobuf:"bytes,3,opt,name=otp_code,json=otpCode,proto3" json:"otp_code,omitempty"`
+	PublicKeyDer  []byte                 `protobuf:"bytes,4,opt,name=public_key_der,json=publicKeyDer,proto3" json:"public_key_der,omitempty"`
+	TtlSeconds    int64                  `protobuf:"varint,5,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginRequest) Reset() {
+	*x = LoginRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginRequest) ProtoMessage() {}
+
+func (x *LoginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
+func (*LoginRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *LoginRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *LoginRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *LoginRequest) GetOtpCode() string {
+	if x != nil {
+		return x.OtpCode
+	}
+	return ""
+}
+
+func (x *LoginRequest) GetPublicKeyDer() []byte {
+	if x != nil {
+		return x.PublicKeyDer
+	}
+	return nil
+}
+
+func (x *LoginRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type JoinHostRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	JoinMethod    string                 `protobuf:"bytes,2,opt,name=join_method,json=joinMethod,proto3" json:"join_method,omitempty"` // token
+	PublicKeyDer  []byte                 `protobuf:"bytes,3,opt,name=public_key_der,json=publicKeyDer,proto3" json:"public_key_der,omitempty"`
+	Hostname      string                 `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Role          string                 `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"` // kube
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinHostRequest) Reset() {
+	*x = JoinHostRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinHostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinHostRequest) ProtoMessage() {}
+
+func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinHostRequest.ProtoReflect.Descriptor instead.
+func (*JoinHostRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *JoinHostRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *JoinHostRequest) GetJoinMethod() string {
+	if x != nil {
+		return x.JoinMethod
+	}
+	return ""
+}
+
+func (x *JoinHostRequest) GetPublicKeyDer() []byte {
+	if x != nil {
+		return x.PublicKeyDer
+	}
+	return nil
+}
+
+func (x *JoinHostRequest) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *JoinHostRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
 var File_keyport_v1_auth_proto protoreflect.FileDescriptor
 
 const file_keyport_v1_auth_proto_rawDesc = "" +
@@ -2827,7 +2979,21 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\tdenied_by\x18\x02 \x01(\tR\bdeniedBy\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12+\n" +
 	"\x11impersonated_user\x18\x04 \x01(\tR\x10impersonatedUser\x12/\n" +
-	"\x13impersonated_groups\x18\x05 \x03(\tR\x12impersonatedGroups2\xa3\r\n" +
+	"\x13impersonated_groups\x18\x05 \x03(\tR\x12impersonatedGroups\"\xa0\x01\n" +
+	"\fLoginRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x19\n" +
+	"\botp_code\x18\x03 \x01(\tR\aotpCode\x12$\n" +
+	"\x0epublic_key_der\x18\x04 \x01(\fR\fpublicKeyDer\x12\x1f\n" +
+	"\vttl_seconds\x18\x05 \x01(\x03R\n" +
+	"ttlSeconds\"\x9e\x01\n" +
+	"\x0fJoinHostRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1f\n" +
+	"\vjoin_method\x18\x02 \x01(\tR\n" +
+	"joinMethod\x12$\n" +
+	"\x0epublic_key_der\x18\x03 \x01(\fR\fpublicKeyDer\x12\x1a\n" +
+	"\bhostname\x18\x04 \x01(\tR\bhostname\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role2\x95\x0e\n" +
 	"\vAuthService\x129\n" +
 	"\x04Ping\x12\x17.keyport.v1.PingRequest\x1a\x18.keyport.v1.PingResponse\x12T\n" +
 	"\rGetClusterCAs\x12 .keyport.v1.GetClusterCAsRequest\x1a!.keyport.v1.GetClusterCAsResponse\x12?\n" +
@@ -2848,7 +3014,9 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\bSignUser\x12\x1b.keyport.v1.SignUserRequest\x1a\x11.keyport.v1.Certs\x128\n" +
 	"\aJoinBot\x12\x1a.keyport.v1.JoinBotRequest\x1a\x11.keyport.v1.Certs\x12:\n" +
 	"\bRenewBot\x12\x1b.keyport.v1.RenewBotRequest\x1a\x11.keyport.v1.Certs\x12J\n" +
-	"\x10GenerateBotCerts\x12#.keyport.v1.GenerateBotCertsRequest\x1a\x11.keyport.v1.Certs\x12l\n" +
+	"\x10GenerateBotCerts\x12#.keyport.v1.GenerateBotCertsRequest\x1a\x11.keyport.v1.Certs\x124\n" +
+	"\x05Login\x12\x18.keyport.v1.LoginRequest\x1a\x11.keyport.v1.Certs\x12:\n" +
+	"\bJoinHost\x12\x1b.keyport.v1.JoinHostRequest\x1a\x11.keyport.v1.Certs\x12l\n" +
 	"\x15HeartbeatKubeClusters\x12(.keyport.v1.HeartbeatKubeClustersRequest\x1a).keyport.v1.HeartbeatKubeClustersResponse\x12]\n" +
 	"\x10ListKubeClusters\x12#.keyport.v1.ListKubeClustersRequest\x1a$.keyport.v1.ListKubeClustersResponse\x12E\n" +
 	"\bKubeCanI\x12\x1b.keyport.v1.KubeCanIRequest\x1a\x1c.keyport.v1.KubeCanIResponse\x12N\n" +
@@ -2866,7 +3034,7 @@ func file_keyport_v1_auth_proto_rawDescGZIP() []byte {
 	return file_keyport_v1_auth_proto_rawDescData
 }
 
-var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_keyport_v1_auth_proto_goTypes = []any{
 	(*PingRequest)(nil),                   // 0: keyport.v1.PingRequest
 	(*PingResponse)(nil),                  // 1: keyport.v1.PingResponse
@@ -2911,21 +3079,23 @@ var file_keyport_v1_auth_proto_goTypes = []any{
 	(*SearchAuditResponse)(nil),           // 40: keyport.v1.SearchAuditResponse
 	(*KubeCanIRequest)(nil),               // 41: keyport.v1.KubeCanIRequest
 	(*KubeCanIResponse)(nil),              // 42: keyport.v1.KubeCanIResponse
-	nil,                                   // 43: keyport.v1.WhoAmIResponse.TraitsEntry
-	nil,                                   // 44: keyport.v1.CreateUserRequest.TraitsEntry
-	nil,                                   // 45: keyport.v1.CreateBotRequest.TraitsEntry
-	nil,                                   // 46: keyport.v1.KubeCluster.LabelsEntry
+	(*LoginRequest)(nil),                  // 43: keyport.v1.LoginRequest
+	(*JoinHostRequest)(nil),               // 44: keyport.v1.JoinHostRequest
+	nil,                                   // 45: keyport.v1.WhoAmIResponse.TraitsEntry
+	nil,                                   // 46: keyport.v1.CreateUserRequest.TraitsEntry
+	nil,                                   // 47: keyport.v1.CreateBotRequest.TraitsEntry
+	nil,                                   // 48: keyport.v1.KubeCluster.LabelsEntry
 }
 var file_keyport_v1_auth_proto_depIdxs = []int32{
 	2,  // 0: keyport.v1.GetClusterCAsResponse.cas:type_name -> keyport.v1.CA
-	43, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
+	45, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
 	8,  // 2: keyport.v1.CreateResourceRequest.resource:type_name -> keyport.v1.Resource
 	8,  // 3: keyport.v1.CreateResourceResponse.resource:type_name -> keyport.v1.Resource
 	8,  // 4: keyport.v1.ListResourcesResponse.resources:type_name -> keyport.v1.Resource
-	44, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
-	45, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
+	46, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
+	47, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
 	23, // 7: keyport.v1.ListBotInstancesResponse.instances:type_name -> keyport.v1.BotInstance
-	46, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
+	48, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
 	33, // 9: keyport.v1.HeartbeatKubeClustersRequest.clusters:type_name -> keyport.v1.KubeCluster
 	33, // 10: keyport.v1.ListKubeClustersResponse.clusters:type_name -> keyport.v1.KubeCluster
 	39, // 11: keyport.v1.SearchAuditResponse.events:type_name -> keyport.v1.AuditEvent
@@ -2950,34 +3120,38 @@ var file_keyport_v1_auth_proto_depIdxs = []int32{
 	30, // 30: keyport.v1.AuthService.JoinBot:input_type -> keyport.v1.JoinBotRequest
 	31, // 31: keyport.v1.AuthService.RenewBot:input_type -> keyport.v1.RenewBotRequest
 	32, // 32: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
-	34, // 33: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
-	36, // 34: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
-	41, // 35: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
-	38, // 36: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
-	1,  // 37: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
-	4,  // 38: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
-	6,  // 39: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
-	10, // 40: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
-	8,  // 41: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
-	13, // 42: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
-	15, // 43: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
-	18, // 44: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
-	18, // 45: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
-	20, // 46: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
-	8,  // 47: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
-	24, // 48: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
-	26, // 49: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
-	8,  // 50: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
-	29, // 51: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
-	29, // 52: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
-	29, // 53: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
-	29, // 54: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
-	35, // 55: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
-	37, // 56: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
-	42, // 57: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
-	40, // 58: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
-	37, // [37:59] is the sub-list for method output_type
-	15, // [15:37] is the sub-list for method input_type
+	43, // 33: keyport.v1.AuthService.Login:input_type -> keyport.v1.LoginRequest
+	44, // 34: keyport.v1.AuthService.JoinHost:input_type -> keyport.v1.JoinHostRequest
+	34, // 35: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
+	36, // 36: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
+	41, // 37: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
+	38, // 38: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
+	1,  // 39: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
+	4,  // 40: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
+	6,  // 41: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
+	10, // 42: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
+	8,  // 43: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
+	13, // 44: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
+	15, // 45: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
+	18, // 46: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
+	18, // 47: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
+	20, // 48: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
+	8,  // 49: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
+	24, // 50: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
+	26, // 51: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
+	8,  // 52: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
+	29, // 53: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
+	29, // 54: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
+	29, // 55: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
+	29, // 56: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
+	29, // 57: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
+	29, // 58: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
+	35, // 59: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
+	37, // 60: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
+	42, // 61: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
+	40, // 62: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
+	39, // [39:63] is the sub-list for method output_type
+	15, // [15:39] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -2994,7 +3168,7 @@ func file_keyport_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyport_v1_auth_proto_rawDesc), len(file_keyport_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

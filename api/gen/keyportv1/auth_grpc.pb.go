@@ -45,6 +45,8 @@ const (
 	AuthService_JoinBot_FullMethodName               = "/keyport.v1.AuthService/JoinBot"
 	AuthService_RenewBot_FullMethodName              = "/keyport.v1.AuthService/RenewBot"
 	AuthService_GenerateBotCerts_FullMethodName      = "/keyport.v1.AuthService/GenerateBotCerts"
+	AuthService_Login_FullMethodName                 = "/keyport.v1.AuthService/Login"
+	AuthService_JoinHost_FullMethodName              = "/keyport.v1.AuthService/JoinHost"
 	AuthService_HeartbeatKubeClusters_FullMethodName = "/keyport.v1.AuthService/HeartbeatKubeClusters"
 	AuthService_ListKubeClusters_FullMethodName      = "/keyport.v1.AuthService/ListKubeClusters"
 	AuthService_KubeCanI_FullMethodName              = "/keyport.v1.AuthService/KubeCanI"
@@ -86,6 +88,13 @@ type AuthServiceClient interface {
 	// GenerateBotCerts issues short-lived, non-renewable certificates for a bot's outputs,
 	// called with the bot's renewable identity.
 	GenerateBotCerts(ctx context.Context, in *GenerateBotCertsRequest, opts ...grpc.CallOption) (*Certs, error)
+	// Login exchanges a local user's password (and OTP code) for a user certificate.
+	// Unauthenticated; rate-limited per user and source; repeated failures lock the account
+	// for a while.
+	Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*Certs, error)
+	// JoinHost exchanges a join token of role Kube for a host certificate of a Kubernetes
+	// Service running in another process. Unauthenticated; the token is the credential.
+	JoinHost(ctx context.Context, in *JoinHostRequest, opts ...grpc.CallOption) (*Certs, error)
 	// Kubernetes services report their clusters here.
 	HeartbeatKubeClusters(ctx context.Context, in *HeartbeatKubeClustersRequest, opts ...grpc.CallOption) (*HeartbeatKubeClustersResponse, error)
 	ListKubeClusters(ctx context.Context, in *ListKubeClustersRequest, opts ...grpc.CallOption) (*ListKubeClustersResponse, error)
@@ -285,6 +294,26 @@ func (c *authServiceClient) GenerateBotCerts(ctx context.Context, in *GenerateBo
 	return out, nil
 }
 
+func (c *authServiceClient) Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*Certs, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Certs)
+	err := c.cc.Invoke(ctx, AuthService_Login_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) JoinHost(ctx context.Context, in *JoinHostRequest, opts ...grpc.CallOption) (*Certs, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Certs)
+	err := c.cc.Invoke(ctx, AuthService_JoinHost_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *authServiceClient) HeartbeatKubeClusters(ctx context.Context, in *HeartbeatKubeClustersRequest, opts ...grpc.CallOption) (*HeartbeatKubeClustersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HeartbeatKubeClustersResponse)
@@ -360,6 +389,13 @@ type AuthServiceServer interface {
 	// GenerateBotCerts issues short-lived, non-renewable certificates for a bot's outputs,
 	// called with the bot's renewable identity.
 	GenerateBotCerts(context.Context, *GenerateBotCertsRequest) (*Certs, error)
+	// Login exchanges a local user's password (and OTP code) for a user certificate.
+	// Unauthenticated; rate-limited per user and source; repeated failures lock the account
+	// for a while.
+	Login(context.Context, *LoginRequest) (*Certs, error)
+	// JoinHost exchanges a join token of role Kube for a host certificate of a Kubernetes
+	// Service running in another process. Unauthenticated; the token is the credential.
+	JoinHost(context.Context, *JoinHostRequest) (*Certs, error)
 	// Kubernetes services report their clusters here.
 	HeartbeatKubeClusters(context.Context, *HeartbeatKubeClustersRequest) (*HeartbeatKubeClustersResponse, error)
 	ListKubeClusters(context.Context, *ListKubeClustersRequest) (*ListKubeClustersResponse, error)
@@ -432,6 +468,12 @@ func (UnimplementedAuthServiceServer) RenewBot(context.Context, *RenewBotRequest
 }
 func (UnimplementedAuthServiceServer) GenerateBotCerts(context.Context, *GenerateBotCertsRequest) (*Certs, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GenerateBotCerts not implemented")
+}
+func (UnimplementedAuthServiceServer) Login(context.Context, *LoginRequest) (*Certs, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Login not implemented")
+}
+func (UnimplementedAuthServiceServer) JoinHost(context.Context, *JoinHostRequest) (*Certs, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method JoinHost not implemented")
 }
 func (UnimplementedAuthServiceServer) HeartbeatKubeClusters(context.Context, *HeartbeatKubeClustersRequest) (*HeartbeatKubeClustersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method HeartbeatKubeClusters not implemented")
@@ -790,6 +832,42 @@ func _AuthService_GenerateBotCerts_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_Login_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LoginRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).Login(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_Login_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).Login(ctx, req.(*LoginRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_JoinHost_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinHostRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).JoinHost(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_JoinHost_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).JoinHost(ctx, req.(*JoinHostRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AuthService_HeartbeatKubeClusters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(HeartbeatKubeClustersRequest)
 	if err := dec(in); err != nil {
@@ -940,6 +1018,14 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GenerateBotCerts",
 			Handler:    _AuthService_GenerateBotCerts_Handler,
+		},
+		{
+			MethodName: "Login",
+			Handler:    _AuthService_Login_Handler,
+		},
+		{
+			MethodName: "JoinHost",
+			Handler:    _AuthService_JoinHost_Handler,
 		},
 		{
 			MethodName: "HeartbeatKubeClusters",
