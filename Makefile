@@ -60,9 +60,12 @@ lint-tools:
 		echo $(GOLANGCI_LINT_VERSION) > $(KEYPORT_CACHE)/stamps/golangci-lint; \
 	fi
 
-## bench: Go benchmarks of the storage backends
+## bench: Go benchmarks of the storage backends, then the Kubernetes proxy against direct
+## access on a real control plane (internal/bench; BENCH_FLAGS="-cpuprofile cpu.pprof" profiles it)
+BENCH_FLAGS ?=
 bench: kube-tools
 	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./internal/backend/...
+	$(GO) run ./internal/bench/cmd/keyport-bench $(BENCH_FLAGS)
 
 ## quickstart: a local control plane + keyport, then the guide's steps (state in .quickstart/)
 quickstart: kube-tools build

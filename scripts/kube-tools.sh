@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # kube-tools.sh installs the real Kubernetes parts that Keyport's tests run against
 # (see ../shared/KUBE.md): etcd from Debian, kube-apiserver and kube-controller-manager
-# built from the Go module proxy, kwok and helm built with `go install`.
+# built from the Go module proxy, kwok and helm built with `go install`, and Debian's
+# chromium for the invite page's browser test.
 # Everything lands in $KEYPORT_CACHE (default $HOME/.cache/keyport); each tool has a
 # version stamp, so a second run does nothing.
 set -euo pipefail
@@ -44,6 +45,13 @@ if ! command -v etcd >/dev/null 2>&1; then
 fi
 etcd_path=$(command -v etcd) || { log "etcd is still missing after installing etcd-server"; exit 1; }
 ln -sf "$etcd_path" "$BIN/etcd"
+
+# Chromium for the browser test of the invite page (driven headless by chromedp).
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium
+fi
+chromium_path=$(command -v chromium) || { log "chromium is still missing after installing it"; exit 1; }
+ln -sf "$chromium_path" "$BIN/chromium"
 
 # kube-apiserver and kube-controller-manager (and kubectl when the machine has none),
 # built from a throwaway module that pins every staging module k8s.io/kubernetes replaces.

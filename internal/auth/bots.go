@@ -163,56 +163,45 @@ type CertsResult struct {
 	Generation uint64
 }
 
-// JoinBot exchanges a join token for the bot's first renewable identity.
-func (s *Server) JoinBot(ctx context.Context, addr, secret, hostname string, pub crypto.PublicKey, ttl time.Duration) (*CertsResult, error) {
+// JoinBot exchanges a join token for the bot's first renewable identity. With method
+// token (the default), secret is the single-use token; with method kubernetes, it is
+// "<token name>\n<service account JWT>" (see checkKubernetesJoin).
+func (s *Server) JoinBot(ctx context.Context, addr, method, secret, hostname string, pub crypto.PublicKey, ttl time.Duration) (*CertsResult, error) {
 	actor := Actor{Addr: addr}
 	if !s.joinLimiter.Allow(sourceHost(addr)) {
 		s.emit(ctx, actor, audit.Event{Type: audit.BotJoinFailure, Message: "rate limited"})
 		return nil, errs.LimitExceededf("too many join attempts from %s; wait a minute", sourceHost(addr))
 	}
 	fail := func(err error) (*CertsResult, error) {
-		s.emit(ctx, actor, audit.Event{Type: audit.BotJoinFailure, Message: err.Error()})
+		s.emit(ctx, actor, audit.Event{Type: audit.BotJoinFailure, Message: err.Error(), Fields: map[string]any{"join_method": method}})
 		return nil, err
 	}
-	if secret == "" {
-		return fail(errs.AccessDeniedf("no join token given"))
-	}
-	h := hashToken(secret)
-	it, err := s.cfg.Backend.Get(ctx, resourceKey(types.KindToken, h))
-	if errs.IsNotFound(err) {
-		if _, uerr := s.cfg.Backend.Get(ctx, []byte(usedTokenPrefix+h)); uerr == nil {
-			return fail(errs.AccessDeniedf("the join token has already been used; create a new one with `tctl bots add` or `tctl tokens add --type=bot`"))
+	var (
+		tok    *types.Token
+		fields = map[string]any{"hostname": hostname}
+	)
+	switch method {
+	case "", types.JoinMethodToken:
+		method = types.JoinMethodToken
+		t, err := s.consumeBotToken(ctx, secret)
+		if err != nil {
+			return fail(err)
 		}
-		return fail(errs.AccessDeniedf("the join token is not valid"))
-	}
-	if err != nil {
-		return nil, err
-	}
-	r, err := decodeItem(it)
-	if err != nil {
-		return nil, err
-	}
-	tok := r.(*types.Token)
-	// The lookup was by hash; compare again in constant time so that no code path
-	// depends on how much of the secret matched.
-	if subtle.ConstantTimeCompare([]byte(tok.GetName()), []byte(h)) != 1 {
-		return fail(errs.AccessDeniedf("the join token is not valid"))
-	}
-	if tok.Metadata.Expires != nil && !s.cfg.Clock.Now().Before(*tok.Metadata.Expires) {
-		return fail(errs.AccessDeniedf("the join token expired at %s; create a new one", tok.Metadata.Expires.UTC().Format(time.RFC3339)))
-	}
-	if !slices.Contains(tok.Spec.Roles, types.TokenRoleBot) || tok.Spec.BotName == "" {
-		return fail(errs.AccessDeniedf("the join token is not a bot token"))
-	}
-	// Single use: whoever creates the tombstone first owns the token.
-	if _, err := s.cfg.Backend.Create(ctx, backend.Item{Key: []byte(usedTokenPrefix + h), Value: []byte(tok.Spec.BotName),
-		Expires: s.cfg.Clock.Now().Add(usedTokenRetention)}); err != nil {
-		if errs.IsAlreadyExists(err) {
-			return fail(errs.AccessDeniedf("the join token has already been used; create a new one with `tctl bots add` or `tctl tokens add --type=bot`"))
+		tok = t
+	case types.JoinMethodKubernetes:
+		kj, err := s.checkKubernetesJoin(ctx, secret)
+		if err != nil {
+			return fail(err)
 		}
-		return nil, err
+		tok = kj.token
+		fields["token"] = tok.GetName()
+		fields["service_account"] = kj.serviceAccount
+		fields["pod"] = kj.pod
+		fields["kube_cluster"] = kj.cluster
+	default:
+		return fail(errs.BadParameterf("unknown join method %q (want token or kubernetes)", method))
 	}
-	_ = s.cfg.Backend.Delete(ctx, it.Key)
+	fields["join_method"] = method
 	botR, err := s.GetResource(ctx, types.KindBot, tok.Spec.BotName)
 	if err != nil {
 		return fail(errs.AccessDeniedf("bot %q of this token no longer exists", tok.Spec.BotName))
@@ -224,7 +213,7 @@ func (s *Server) JoinBot(ctx context.Context, addr, secret, hostname string, pub
 	}
 	id = fmt.Sprintf("%s-%s-%s-%s-%s", id[0:8], id[8:12], id[12:16], id[16:20], id[20:32])
 	now := s.cfg.Clock.Now().UTC()
-	bi := BotInstance{BotName: bot.GetName(), ID: id, JoinMethod: tok.Spec.JoinMethod, Hostname: hostname, Joined: now, LastSeen: now, Generation: 1}
+	bi := BotInstance{BotName: bot.GetName(), ID: id, JoinMethod: method, Hostname: hostname, Joined: now, LastSeen: now, Generation: 1}
 	data, _ := json.Marshal(bi)
 	if _, err := s.cfg.Backend.Create(ctx, backend.Item{Key: botInstanceKey(bi.BotName, id), Value: data}); err != nil {
 		return nil, err
@@ -234,9 +223,52 @@ func (s *Server) JoinBot(ctx context.Context, addr, secret, hostname string, pub
 		return nil, err
 	}
 	user, _ := types.BotResourceNames(bot.GetName())
-	s.emit(ctx, actor, audit.Event{Type: audit.BotJoin, Success: true, User: user, BotName: bot.GetName(), BotInstanceID: id,
-		Fields: map[string]any{"join_method": tok.Spec.JoinMethod, "hostname": hostname}})
+	s.emit(ctx, actor, audit.Event{Type: audit.BotJoin, Success: true, User: user, BotName: bot.GetName(), BotInstanceID: id, Fields: fields})
 	return &CertsResult{CertPEM: cert, InstanceID: id, Generation: 1}, nil
+}
+
+// consumeBotToken checks a single-use bot join token and spends it.
+func (s *Server) consumeBotToken(ctx context.Context, secret string) (*types.Token, error) {
+	if secret == "" {
+		return nil, errs.AccessDeniedf("no join token given")
+	}
+	h := hashToken(secret)
+	it, err := s.cfg.Backend.Get(ctx, resourceKey(types.KindToken, h))
+	if errs.IsNotFound(err) {
+		if _, uerr := s.cfg.Backend.Get(ctx, []byte(usedTokenPrefix+h)); uerr == nil {
+			return nil, errs.AccessDeniedf("the join token has already been used; create a new one with `tctl bots add` or `tctl tokens add --type=bot`")
+		}
+		return nil, errs.AccessDeniedf("the join token is not valid")
+	}
+	if err != nil {
+		return nil, err
+	}
+	r, err := decodeItem(it)
+	if err != nil {
+		return nil, err
+	}
+	tok := r.(*types.Token)
+	// The lookup was by hash; compare again in constant time so that no code path
+	// depends on how much of the secret matched.
+	if subtle.ConstantTimeCompare([]byte(tok.GetName()), []byte(h)) != 1 || tok.Spec.JoinMethod != types.JoinMethodToken {
+		return nil, errs.AccessDeniedf("the join token is not valid")
+	}
+	if tok.Metadata.Expires != nil && !s.cfg.Clock.Now().Before(*tok.Metadata.Expires) {
+		return nil, errs.AccessDeniedf("the join token expired at %s; create a new one", tok.Metadata.Expires.UTC().Format(time.RFC3339))
+	}
+	if !slices.Contains(tok.Spec.Roles, types.TokenRoleBot) || tok.Spec.BotName == "" {
+		return nil, errs.AccessDeniedf("the join token is not a bot token")
+	}
+	// Single use: whoever creates the tombstone first owns the token.
+	if _, err := s.cfg.Backend.Create(ctx, backend.Item{Key: []byte(usedTokenPrefix + h), Value: []byte(tok.Spec.BotName),
+		Expires: s.cfg.Clock.Now().Add(usedTokenRetention)}); err != nil {
+		if errs.IsAlreadyExists(err) {
+			return nil, errs.AccessDeniedf("the join token has already been used; create a new one with `tctl bots add` or `tctl tokens add --type=bot`")
+		}
+		return nil, err
+	}
+	_ = s.cfg.Backend.Delete(ctx, it.Key)
+	return tok, nil
 }
 
 // RenewBot issues the next renewable identity. The caller's generation must be the

@@ -22,8 +22,10 @@ import (
 
 // unauthenticated are the methods that need no client certificate.
 var unauthenticated = map[string]bool{
-	pb.AuthService_Ping_FullMethodName:    true,
-	pb.AuthService_JoinBot_FullMethodName: true,
+	pb.AuthService_Ping_FullMethodName:     true,
+	pb.AuthService_JoinBot_FullMethodName:  true,
+	pb.AuthService_JoinHost_FullMethodName: true,
+	pb.AuthService_Login_FullMethodName:    true,
 }
 
 type actorKey struct{}
@@ -432,14 +434,11 @@ func (g *grpcAPI) certs(cert []byte, instance string, gen uint64) *pb.Certs {
 
 func (g *grpcAPI) JoinBot(ctx context.Context, req *pb.JoinBotRequest) (*pb.Certs, error) {
 	a := actorOf(ctx)
-	if m := req.GetJoinMethod(); m != "" && m != types.JoinMethodToken {
-		return nil, errs.BadParameterf("join method %q is not supported yet", m)
-	}
 	pub, err := ParsePublicKey(req.GetPublicKeyDer())
 	if err != nil {
 		return nil, err
 	}
-	res, err := g.s.JoinBot(ctx, a.Addr, req.GetToken(), req.GetHostname(), pub, time.Duration(req.GetTtlSeconds())*time.Second)
+	res, err := g.s.JoinBot(ctx, a.Addr, req.GetJoinMethod(), req.GetToken(), req.GetHostname(), pub, time.Duration(req.GetTtlSeconds())*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -538,4 +537,33 @@ func (g *grpcAPI) KubeCanI(ctx context.Context, req *pb.KubeCanIRequest) (*pb.Ku
 		return nil, err
 	}
 	return &pb.KubeCanIResponse{Allowed: res.Allowed, DeniedBy: res.DeniedBy, Reason: res.Reason, ImpersonatedUser: res.User, ImpersonatedGroups: res.Groups}, nil
+}
+
+// JoinHost is unauthenticated (the token is the credential), except that a Kubernetes
+// Service calling it with its own valid host certificate and no token renews it.
+func (g *grpcAPI) JoinHost(ctx context.Context, req *pb.JoinHostRequest) (*pb.Certs, error) {
+	pub, err := ParsePublicKey(req.GetPublicKeyDer())
+	if err != nil {
+		return nil, err
+	}
+	cert, err := g.s.JoinHost(ctx, actorOf(ctx), req.GetToken(), req.GetJoinMethod(), req.GetRole(), req.GetHostname(), pub)
+	if err != nil {
+		return nil, err
+	}
+	return g.certs(cert, "", 0), nil
+}
+
+// Login exchanges a local user's password and OTP code for a user certificate. It needs
+// no client certificate; the limits and the lockout are Server.Login's.
+func (g *grpcAPI) Login(ctx context.Context, req *pb.LoginRequest) (*pb.Certs, error) {
+	pub, err := ParsePublicKey(req.GetPublicKeyDer())
+	if err != nil {
+		return nil, err
+	}
+	cert, err := g.s.Login(ctx, LoginRequest{User: req.GetUser(), Password: req.GetPassword(), OTPCode: req.GetOtpCode(),
+		PublicKey: pub, TTL: time.Duration(req.GetTtlSeconds()) * time.Second, Addr: actorOf(ctx).Addr})
+	if err != nil {
+		return nil, err
+	}
+	return g.certs(cert, "", 0), nil
 }

@@ -194,6 +194,11 @@ func (s *Server) DeleteResource(ctx context.Context, actor Actor, kind, name str
 		if err := b.Delete(ctx, resourceKey(kind, name)); err != nil {
 			return notFoundOr(err, kind, name)
 		}
+		if kind == types.KindUser {
+			// A user made later under the same name must not inherit these.
+			_ = b.Delete(ctx, []byte(passwordPrefix+name))
+			_ = s.deleteInvitesOf(ctx, name)
+		}
 	}
 	s.emit(ctx, actor, audit.Event{Type: audit.ResourceDelete, Success: true, Fields: map[string]any{"kind": kind, "name": name}})
 	return nil

@@ -63,6 +63,8 @@ type Config struct {
 	SecondFactor    string
 	// JoinRate is how many join attempts one source may make per minute (default 30).
 	JoinRate int
+	// Login limits password logins (users_login.go); zero fields take the defaults.
+	Login LoginPolicy
 }
 
 // Server is the Auth Service.
@@ -75,6 +77,7 @@ type Server struct {
 	userCA *tlsca.CA
 
 	joinLimiter  *limiter
+	loginLimiter *limiter
 	verified     verifiedCerts
 	kubeReviewer KubeReviewer
 }
@@ -100,7 +103,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.JoinRate == 0 {
 		cfg.JoinRate = 30
 	}
-	s := &Server{cfg: cfg, joinLimiter: newLimiter(cfg.Clock, cfg.JoinRate, time.Minute)}
+	cfg.Login.setDefaults()
+	s := &Server{cfg: cfg, joinLimiter: newLimiter(cfg.Clock, cfg.JoinRate, time.Minute),
+		loginLimiter: newLimiter(cfg.Clock, cfg.Login.Rate, time.Minute)}
 	if err := s.initCluster(ctx); err != nil {
 		return nil, err
 	}

@@ -3,10 +3,12 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"time"
 
 	"github.com/keyport/keyport/internal/backend"
+	"github.com/keyport/keyport/internal/errs"
 )
 
 const (
@@ -18,13 +20,24 @@ const (
 type invite struct {
 	User    string    `json:"user"`
 	Expires time.Time `json:"expires"`
+	// OTPSecret is the TOTP secret offered on the invite page, made when the page is
+	// first shown so that a reload shows the same QR code (see Invite).
+	OTPSecret string `json:"otp_secret,omitempty"`
 }
 
-// newInvite stores an invite under the hash of its secret and returns the URL.
+// newInvite stores an invite under the hash of its secret and returns the URL. The user's
+// older invites and any password they had stop working: an invite is how a password is
+// set, and a new one (tctl users add/reset) means the old credentials are void.
 func (s *Server) newInvite(ctx context.Context, user string) (string, time.Time, error) {
 	secret, err := randomHex(s.cfg.Rand, 32)
 	if err != nil {
 		return "", time.Time{}, err
+	}
+	if err := s.deleteInvitesOf(ctx, user); err != nil {
+		return "", time.Time{}, err
+	}
+	if err := s.cfg.Backend.Delete(ctx, []byte(passwordPrefix+user)); err != nil && !errs.IsNotFound(err) {
+		return "", time.Time{}, fmt.Errorf("clearing the password of %q: %w", user, err)
 	}
 	exp := s.cfg.Clock.Now().Add(DefaultInviteTTL).UTC()
 	data, _ := json.Marshal(invite{User: user, Expires: exp})

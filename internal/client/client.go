@@ -36,14 +36,19 @@ type Config struct {
 	Addr string
 	// Identity authenticates the client; nil for unauthenticated calls (Ping, JoinBot).
 	Identity *identityfile.Identity
-	// RootCAs verifies the server with ServerName tlsca.ServerName; when nil, the
+	// RootCAs verifies the server (its certificate must name ServerName); when nil, the
 	// identity's host CAs are used.
 	RootCAs *x509.CertPool
 	// VerifyServer, when set, replaces certificate verification (CA pins at first join).
 	VerifyServer func(rawCerts [][]byte) error
 	// InsecureSkipVerify skips server verification entirely (--insecure).
 	InsecureSkipVerify bool
-	DialTimeout        time.Duration
+	// ServerName is the SNI sent to the server (default tlsca.ServerName, which makes a
+	// Keyport proxy present its host certificate). A client that verifies the proxy's
+	// public https_keypairs certificate against the system roots sends the proxy's host
+	// name instead, so that the proxy presents that certificate.
+	ServerName  string
+	DialTimeout time.Duration
 }
 
 // New connects lazily: the first call dials.
@@ -54,7 +59,10 @@ func New(cfg Config) (*Client, error) {
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return nil, errs.BadParameterf("auth server address %q is not host:port", cfg.Addr)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: tlsca.ServerName, NextProtos: []string{"h2"}}
+	if cfg.ServerName == "" {
+		cfg.ServerName = tlsca.ServerName
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName, NextProtos: []string{"h2"}}
 	if cfg.Identity != nil {
 		kp, err := cfg.Identity.TLSCertificate()
 		if err != nil {

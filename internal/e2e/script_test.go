@@ -78,6 +78,8 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			"kubeenv":            cmdKubeenv,
 			"setenv-from-stdout": cmdSetenvFromStdout,
 			"clientgo-list-pods": cmdClientGoListPods,
+			"invite":             cmdInvite,
+			"totp":               cmdTOTP,
 		},
 	}
 }

@@ -44,7 +44,7 @@ type tbotCluster struct {
 	pin   string
 }
 
-func newTbotCluster(t *testing.T, kubeClusters ...*pb.KubeCluster) *tbotCluster {
+func newTbotCluster(t testing.TB, kubeClusters ...*pb.KubeCluster) *tbotCluster {
 	t.Helper()
 	ctx := context.Background()
 	env := testenv.New(t)
@@ -69,7 +69,7 @@ func newTbotCluster(t *testing.T, kubeClusters ...*pb.KubeCluster) *tbotCluster 
 }
 
 // guideConfig is the guide's tbot.yaml (plus ca_pins), pointed at this cluster.
-func (c *tbotCluster) guideConfig(t *testing.T, dir, storage, dest, pin string) string {
+func (c *tbotCluster) guideConfig(t testing.TB, dir, storage, dest, pin string) string {
 	t.Helper()
 	yaml := fmt.Sprintf(`version: v2
 proxy_server: %s
@@ -101,7 +101,7 @@ type tbotRun struct {
 }
 
 // runTbot runs the built tbot binary.
-func runTbot(t *testing.T, args ...string) tbotRun {
+func runTbot(t testing.TB, args ...string) tbotRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

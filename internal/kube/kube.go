@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -191,4 +192,51 @@ func (s *Service) SubjectAccessReview(ctx context.Context, cluster, user string,
 		reason = strings.TrimSpace(reason + " " + out.Status.EvaluationError)
 	}
 	return out.Status.Allowed, reason, nil
+}
+
+// TokenReviewResult is what a cluster's API server said about a bearer token.
+type TokenReviewResult struct {
+	// Cluster is the kube cluster that reviewed the token.
+	Cluster       string
+	Authenticated bool
+	// Error is the API server's reason when the token was not authenticated.
+	Error    string
+	Username string
+	Groups   []string
+	Extra    map[string][]string
+}
+
+// TokenReview asks the API server whether token (a service account token, for the
+// kubernetes join method) is valid, with the service's own credentials; they need create
+// on tokenreviews.authentication.k8s.io (ClusterRole system:auth-delegator). Only a
+// service with exactly one cluster — the one it runs in, or the one context of its
+// kubeconfig — can review: with several, a token valid in any of them would be trusted
+// by join tokens that cannot say which cluster they mean.
+func (s *Service) TokenReview(ctx context.Context, token string) (*TokenReviewResult, error) {
+	if len(s.clusters) != 1 {
+		return nil, errs.BadParameterf("the kubernetes join method checks service account tokens with the one cluster of the Kubernetes Service in the auth server's process, but it serves %d (%s)",
+			len(s.clusters), strings.Join(slices.Sorted(maps.Keys(s.clusters)), ", "))
+	}
+	var c *Cluster
+	for _, v := range s.clusters {
+		c = v
+	}
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := cs.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("TokenReview on kube cluster %q: %w", c.Name, err)
+	}
+	st := tr.Status
+	out := &TokenReviewResult{Cluster: c.Name, Authenticated: st.Authenticated, Error: st.Error,
+		Username: st.User.Username, Groups: st.User.Groups}
+	if len(st.User.Extra) > 0 {
+		out.Extra = make(map[string][]string, len(st.User.Extra))
+		for k, v := range st.User.Extra {
+			out.Extra[k] = []string(v)
+		}
+	}
+	return out, nil
 }

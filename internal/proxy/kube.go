@@ -181,6 +181,12 @@ func withRoute(next http.Handler, cfg KubeConfig) http.Handler {
 		}
 		fw, ok := cfg.Clusters.Forwarder(name)
 		if !ok {
+			if _, registered := cfg.Clusters.KubeCluster(name); registered {
+				// Heartbeats say it exists, but no Kubernetes Service here or tunnel
+				// to this proxy serves it right now.
+				writeStatus(w, http.StatusServiceUnavailable, "kube cluster \""+name+"\" is registered, but its Kubernetes Service is not connected to this proxy; try again shortly")
+				return
+			}
 			writeStatus(w, http.StatusNotFound, "kube cluster \""+name+"\" is not registered with this Keyport cluster (see tctl kube ls)")
 			return
 		}

@@ -37,6 +37,7 @@ import (
 	"github.com/keyport/keyport/internal/proxy"
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
+	"github.com/keyport/keyport/internal/web"
 )
 
 // AdminIdentityFile is where, under data_dir, the local admin identity for tctl lives.
@@ -65,6 +66,10 @@ type Process struct {
 	grpc    *grpc.Server
 	kube    *kube.Service
 	kubeH   http.Handler
+	tunnels *proxy.Tunnels
+	// agent is set when the process runs no auth_service: a Kubernetes Service that
+	// joined another cluster (agent.go).
+	agent   *agent
 	tlsCert tls.Certificate
 	// publicCerts are https_keypairs: what browsers and tsh see on the web port,
 	// except for SNI kube.<cluster> and the cluster-local name, which get the host cert.
@@ -104,7 +109,7 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 	p.bg, p.stopBG = context.WithCancel(context.Background())
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if !cfg.AuthEnabled() {
-		return nil, errs.BadParameterf("%s: running without auth_service (joining an existing cluster) is not supported yet", cfg.Path)
+		return newAgent(ctx, p)
 	}
 	if err := os.MkdirAll(cfg.Keyport.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data_dir: %w", err)
@@ -159,8 +164,11 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 		p.kube = ks
 		a.SetKubeReviewer(kubeReviewer{ks})
 	}
+	lc := &localClusters{auth: a, kube: p.kube}
+	p.tunnels = proxy.NewTunnels(proxy.TunnelConfig{Auth: a, Registered: lc.KubeCluster, Logger: opts.Logger.With("component", "tunnel"), Context: p.bg})
+	lc.tunnels = p.tunnels
 	p.kubeH = proxy.NewKubeHandler(proxy.KubeConfig{
-		Auth: a, Clusters: &localClusters{auth: a, kube: p.kube}, Decider: proxy.NewAccessDecider(a.Cache()),
+		Auth: a, Clusters: lc, Decider: proxy.NewAccessDecider(a.Cache()),
 		Audit: al, Clock: opts.Clock, Logger: opts.Logger.With("component", "proxy"),
 		Metrics: p.reg, Changes: a.Cache().Subscribe(), Context: p.bg,
 	})
@@ -336,6 +344,9 @@ func (p *Process) Serve(ctx context.Context) error { return p.ServeWithReady(ctx
 
 // ServeWithReady is Serve, closing ready once every listener is serving.
 func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error {
+	if p.agent != nil {
+		return p.agent.serve(ctx, ready)
+	}
 	var comps []component
 	authL, err := p.listen("auth", p.cfg.Auth.ListenAddr)
 	if err != nil {
@@ -458,12 +469,15 @@ func (p *Process) webHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"cluster_name":%q,"version":%q,"host_ca_pin":%q,"proxy_public_addr":%q}`+"\n", ping.ClusterName, ping.Version, ping.HostCAPin, ping.ProxyPublicAddr)
 	})
+	mux.Handle("/web/", web.NewHandler(web.Config{Invites: p.Auth, ProxyAddr: p.cfg.PublicAddr(), Logger: p.log.With("component", "web")}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"):
 			p.grpc.ServeHTTP(w, r)
 		case strings.HasPrefix(r.URL.Path, proxy.KubePrefix):
 			p.kubeH.ServeHTTP(w, r)
+		case r.URL.Path == kube.TunnelPath:
+			p.tunnels.ServeHTTP(w, r)
 		default:
 			mux.ServeHTTP(w, r)
 		}
@@ -494,11 +508,13 @@ func etcdTLS(st config.Storage) (*tls.Config, error) {
 	return tc, nil
 }
 
-// localClusters finds clusters for a proxy that runs in the same process as the
-// Kubernetes Service: registrations from the auth cache, forwarders from the service.
+// localClusters finds clusters for the proxy: registrations from the auth cache,
+// forwarders from the Kubernetes Service in this process or, failing that, from the
+// reverse tunnels of Kubernetes Services elsewhere.
 type localClusters struct {
-	auth *auth.Server
-	kube *kube.Service
+	auth    *auth.Server
+	kube    *kube.Service
+	tunnels *proxy.Tunnels
 }
 
 func (l *localClusters) KubeCluster(name string) (*types.KubeCluster, bool) {
@@ -511,10 +527,15 @@ func (l *localClusters) KubeCluster(name string) (*types.KubeCluster, bool) {
 }
 
 func (l *localClusters) Forwarder(name string) (*kube.Cluster, bool) {
-	if l.kube == nil {
-		return nil, false
+	if l.kube != nil {
+		if c, ok := l.kube.Cluster(name); ok {
+			return c, true
+		}
 	}
-	return l.kube.Cluster(name)
+	if l.tunnels != nil {
+		return l.tunnels.Forwarder(name)
+	}
+	return nil, false
 }
 
 // heartbeater sends the Kubernetes Service's heartbeats to the Auth Service in process.
@@ -526,6 +547,16 @@ func (h heartbeater) HeartbeatKubeClusters(ctx context.Context, clusters []*type
 
 // kubeReviewer lets the Auth Service's `kube can-i` ask this process's clusters.
 type kubeReviewer struct{ kube *kube.Service }
+
+// TokenReview also makes kubeReviewer an auth.KubeTokenReviewer: the kubernetes join
+// method checks service account tokens with this process's cluster.
+func (k kubeReviewer) TokenReview(ctx context.Context, token string) (*auth.ServiceAccountReview, error) {
+	r, err := k.kube.TokenReview(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	return &auth.ServiceAccountReview{Cluster: r.Cluster, Authenticated: r.Authenticated, Error: r.Error, Username: r.Username, Groups: r.Groups, Extra: r.Extra}, nil
+}
 
 func (k kubeReviewer) SubjectAccessReview(ctx context.Context, cluster, user string, groups []string, a auth.ResourceAttributes) (bool, string, error) {
 	return k.kube.SubjectAccessReview(ctx, cluster, user, groups, a.Verb, a.Group, a.Resource, a.Subresource, a.Namespace, a.Name)

@@ -109,5 +109,9 @@ func (b *Bot) argoSecret(name, namespace string, labels map[string]string) desti
 	if b.opts.ArgoCDSecret != nil {
 		return b.opts.ArgoCDSecret(name, namespace, labels)
 	}
-	return destination.NewKubeSecret(name, namespace, labels)
+	ks := destination.NewKubeSecret(name, namespace, labels)
+	if b.opts.KubeAPI != nil {
+		ks.UseAPI(b.opts.KubeAPI)
+	}
+	return ks
 }

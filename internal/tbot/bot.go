@@ -1,5 +1,6 @@
 // Package tbot is the core of Keyport's Machine ID agent: it joins the cluster once with a
-// token, keeps the bot's renewable identity in its storage, renews it every
+// single-use token or, in a pod, with its service account token (join method
+// kubernetes), keeps the bot's renewable identity in its storage, renews it every
 // renewal_interval, and keeps each output (kubeconfig, identity file, Argo CD Secrets)
 // fresh with short-lived certificates. The daemon is a list of components — the identity
 // service, one service per output and the diagnostics server — that stop together; each
@@ -27,6 +28,15 @@ import (
 	"github.com/keyport/keyport/internal/tbot/destination"
 )
 
+// The pod's service account token for join method kubernetes, where Teleport's tbot
+// looks for it: the default service account token every pod has, unless
+// $KUBERNETES_TOKEN_PATH names another file — typically a projected token volume such as
+// /var/run/secrets/tokens/join-sa-token, as Teleport's Helm charts mount it.
+const (
+	DefaultKubernetesTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	KubernetesTokenPathEnv     = "KUBERNETES_TOKEN_PATH"
+)
+
 // Options configure a Bot. Only Config is required; the rest are injected so that tests
 // control time, randomness and the environment.
 type Options struct {
@@ -44,6 +54,9 @@ type Options struct {
 	Executable string
 	// Hostname is reported to the Auth Service at join (default: os.Hostname()).
 	Hostname string
+	// KubernetesTokenPath is the pod's service account token for join method kubernetes
+	// (default DefaultKubernetesTokenPath; the CLI takes $KUBERNETES_TOKEN_PATH).
+	KubernetesTokenPath string
 	// Reload asks for a renewal now (SIGHUP).
 	Reload <-chan struct{}
 	// SystemRoots verifies the proxy on first contact when no ca_pins are set (default:
@@ -51,6 +64,10 @@ type Options struct {
 	SystemRoots *x509.CertPool
 	// Storage overrides the configured storage (tests).
 	Storage destination.Destination
+	// KubeAPI overrides how kubernetes_secret destinations (and kubernetes/argo-cd
+	// Secrets) reach the Kubernetes API (default: in-cluster, with the pod's service
+	// account). For tests against an API server tbot does not run in.
+	KubeAPI *destination.KubeAPI
 	// ArgoCDSecret overrides where kubernetes/argo-cd outputs write each cluster Secret
 	// (default: a Secret through the in-cluster Kubernetes API).
 	ArgoCDSecret func(name, namespace string, labels map[string]string) destination.Destination
@@ -87,6 +104,9 @@ func New(opts Options) (*Bot, error) {
 	if opts.Jitter == nil {
 		opts.Jitter = rand.Float64
 	}
+	if opts.KubernetesTokenPath == "" {
+		opts.KubernetesTokenPath = DefaultKubernetesTokenPath
+	}
 	if opts.Hostname == "" {
 		opts.Hostname, _ = os.Hostname()
 	}
@@ -109,6 +129,9 @@ func New(opts Options) (*Bot, error) {
 			var err error
 			if dest, err = destination.New(oc.Destination, b.log.With("output", oc.Type)); err != nil {
 				return nil, fmt.Errorf("output %d (%s): %w", i+1, oc.Type, err)
+			}
+			if ks, ok := dest.(*destination.KubeSecret); ok && opts.KubeAPI != nil {
+				ks.UseAPI(opts.KubeAPI)
 			}
 		}
 		o := newOutputService(b, oc, dest)

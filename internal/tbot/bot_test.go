@@ -179,11 +179,12 @@ func TestDaemonStartRetries(t *testing.T) {
 		t.Fatalf("Run after cancel: %v", err)
 	}
 
-	b, err = New(Options{Config: cfg(config.JoinKubernetes), Clock: clk})
+	// A kubernetes join without the pod's token file cannot succeed by retrying.
+	b, err = New(Options{Config: cfg(config.JoinKubernetes), Clock: clk, KubernetesTokenPath: filepath.Join(t.TempDir(), "no-token")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "not supported yet") {
+	if err := b.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "reading the pod's service account token") {
 		t.Fatalf("Run = %v", err)
 	}
 }

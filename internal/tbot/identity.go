@@ -194,10 +194,7 @@ func (s *identityService) load(ctx context.Context) (*identityfile.Identity, err
 // token is sent.
 func (s *identityService) join(ctx context.Context) error {
 	cfg := s.b.cfg
-	if cfg.Onboarding.JoinMethod == config.JoinKubernetes {
-		return errs.BadParameterf("join method kubernetes is not supported yet; use join_method: token")
-	}
-	token, err := resolveToken(cfg.Onboarding.Token)
+	token, err := s.joinSecret()
 	if err != nil {
 		return err
 	}
@@ -226,7 +223,7 @@ func (s *identityService) join(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	certs, err := clt.JoinBot(ctx, &pb.JoinBotRequest{Token: token, JoinMethod: config.JoinToken, PublicKeyDer: pub,
+	certs, err := clt.JoinBot(ctx, &pb.JoinBotRequest{Token: token, JoinMethod: cfg.Onboarding.JoinMethod, PublicKeyDer: pub,
 		Hostname: s.b.opts.Hostname, TtlSeconds: int64(cfg.CredentialTTL / time.Second)})
 	if err != nil {
 		return fmt.Errorf("joining %s: %w", cfg.Addr(), trust.explain(err))
@@ -245,6 +242,31 @@ func (s *identityService) join(ctx context.Context) error {
 	s.b.log.Info("joined the cluster", "cluster", certs.GetClusterName(), "bot", id.Identity.BotName, "instance", id.Identity.BotInstanceID)
 	s.set(&Current{Identity: id, ClusterName: pickString(ping.GetClusterName(), certs.GetClusterName()), ProxyAddr: s.proxyAddr(ping)})
 	return nil
+}
+
+// joinSecret is what JoinBotRequest.token carries: the join token for method token; for
+// method kubernetes, the token resource's name (onboarding.token, as in Teleport) and
+// the pod's service account token read now from its file (the kubelet rotates it), as
+// "<name>\n<JWT>" — the request has one field for both, and a newline can be in neither.
+func (s *identityService) joinSecret() (string, error) {
+	ob := s.b.cfg.Onboarding
+	if ob.JoinMethod != config.JoinKubernetes {
+		return resolveToken(ob.Token)
+	}
+	name := strings.TrimSpace(ob.Token)
+	if name == "" {
+		return "", errs.BadParameterf("join method kubernetes: set onboarding.token (or --token, or $%s) to the name of the kubernetes join token (`tctl tokens add --type=bot --join-method=kubernetes --name=…`)", config.TokenEnv)
+	}
+	path := s.b.opts.KubernetesTokenPath
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", errs.BadParameterf("join method kubernetes: reading the pod's service account token: %v (mount a projected service account token there, or set $%s to its path)", err, KubernetesTokenPathEnv)
+	}
+	jwt := strings.TrimSpace(string(data))
+	if jwt == "" || strings.ContainsAny(jwt, " \t\r\n") {
+		return "", errs.BadParameterf("join method kubernetes: %s does not hold a service account token", path)
+	}
+	return name + "\n" + jwt, nil
 }
 
 // renew exchanges from (the current renewable identity) for the next generation.

@@ -37,7 +37,22 @@ func (f *firstContact) clientConfig(addr string) client.Config {
 	if f.insecure && len(f.pins) == 0 {
 		return client.Config{Addr: addr, InsecureSkipVerify: true}
 	}
-	return client.Config{Addr: addr, VerifyServer: f.verify}
+	cfg := client.Config{Addr: addr, VerifyServer: f.verify}
+	if len(f.pins) == 0 {
+		// The proxy presents its public (https_keypairs) certificate to any SNI other
+		// than Keyport's internal name; that is the certificate the system roots can
+		// verify, for the name tbot dialled. (For an IP address no SNI is sent, which
+		// selects the public certificate too.)
+		cfg.ServerName = hostOf(addr)
+	}
+	return cfg
+}
+
+func hostOf(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 func (f *firstContact) refuse(err error) error {
@@ -95,10 +110,7 @@ func (f *firstContact) verify(raw [][]byte) error {
 			return f.refuse(errs.AccessDeniedf("no onboarding.ca_pins and no system roots to verify %s: %v", f.addr, err))
 		}
 	}
-	host, _, err := net.SplitHostPort(f.addr)
-	if err != nil {
-		host = f.addr
-	}
+	host := hostOf(f.addr)
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
 		inter.AddCert(c)

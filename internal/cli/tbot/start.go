@@ -46,7 +46,7 @@ func (f *botFlags) register(fs *pflag.FlagSet, outputType string) {
 	fs.StringVar(&f.proxyServer, "proxy-server", "", "address of the Keyport proxy (host:port)")
 	fs.StringVar(&f.authServer, "auth-server", "", "address of the auth server, when not joining through the proxy")
 	fs.StringVar(&f.joinMethod, "join-method", config.JoinToken, "join method: token or kubernetes")
-	fs.StringVar(&f.token, "token", "", "join token, or a file holding it (default $"+config.TokenEnv+")")
+	fs.StringVar(&f.token, "token", "", "join token, or a file holding it (default $"+config.TokenEnv+"); with --join-method=kubernetes, the token's name")
 	fs.StringSliceVar(&f.caPins, "ca-pin", nil, "host CA pin(s) the cluster must match (sha256:…, as tctl status prints)")
 	fs.BoolVar(&f.insecure, "insecure", false, "do not verify the proxy on first contact (dangerous; for tests)")
 	fs.StringVar(&f.storage, "storage", "", "where the bot keeps its identity: file:///DIR or memory:// (default file://"+config.DefaultStoragePath+")")
@@ -264,7 +264,11 @@ func (e *env) run(ctx context.Context, cfg *config.Config) error {
 			}
 		}
 	}()
-	bot, err := tbot.New(tbot.Options{Config: cfg, Logger: log, Reload: reload})
+	opts := tbot.Options{Config: cfg, Logger: log, Reload: reload}
+	if e.stdio.Getenv != nil {
+		opts.KubernetesTokenPath = e.stdio.Getenv(tbot.KubernetesTokenPathEnv)
+	}
+	bot, err := tbot.New(opts)
 	if err != nil {
 		return err
 	}

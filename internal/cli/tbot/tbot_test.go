@@ -49,7 +49,7 @@ func TestUsageAndErrors(t *testing.T) {
 		{"missing config file", []string{"start", "-c", filepath.Join(dir, "nope.yaml")}, 1, "ERROR: reading config: open "},
 		{"credentials without dir", []string{"kube", "credentials"}, 2, "ERROR: --destination-dir is required"},
 		{"credentials from empty dir", []string{"kube", "credentials", "--destination-dir=" + dir}, 1, "ERROR: " + filepath.Join(dir, "identity") + " does not exist: is tbot running"},
-		{"kubernetes join", []string{"start", "kubernetes", "--proxy-server=127.0.0.1:1", "--join-method=kubernetes", "--storage=memory://", "--destination=memory://", "--kubernetes-cluster=c", "--oneshot"}, 1, "ERROR: join method kubernetes is not supported yet"},
+		{"kubernetes join without token name", []string{"start", "kubernetes", "--proxy-server=127.0.0.1:1", "--join-method=kubernetes", "--storage=memory://", "--destination=memory://", "--kubernetes-cluster=c", "--oneshot"}, 1, "ERROR: join method kubernetes: set onboarding.token"},
 		{"no token", []string{"start", "kubernetes", "--proxy-server=127.0.0.1:1", "--storage=memory://", "--destination=memory://", "--kubernetes-cluster=c", "--oneshot"}, 1, "ERROR: no join token"},
 	}
 	for _, tt := range tests {
@@ -147,5 +147,16 @@ func TestTokenFromEnv(t *testing.T) {
 	}
 	if strings.Contains(errOut, "secret-from-env") {
 		t.Fatal("the token appears in the error")
+	}
+}
+
+// TestKubernetesTokenPathEnv: $KUBERNETES_TOKEN_PATH (as in Teleport) says where the pod's
+// service account token is; tbot reads it before it contacts anything.
+func TestKubernetesTokenPathEnv(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "join-sa-token")
+	_, errOut, code := run(t, map[string]string{"KUBERNETES_TOKEN_PATH": missing}, "start", "kubernetes", "--proxy-server=127.0.0.1:1", "--insecure",
+		"--join-method=kubernetes", "--token=k8s-join", "--storage=memory://", "--destination=memory://", "--kubernetes-cluster=c", "--oneshot")
+	if code != 1 || !strings.Contains(errOut, "reading the pod's service account token: open "+missing) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }

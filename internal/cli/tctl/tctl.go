@@ -2,7 +2,8 @@
 // (SPEC section 7). It talks to the cluster only through the shared client package and
 // must not import the server packages (internal/auth, internal/proxy, internal/kube);
 // internal/archtest enforces that. On the Auth host it authenticates with the admin
-// identity the daemon keeps in data_dir; elsewhere with --identity.
+// identity the daemon keeps in data_dir; elsewhere with --identity or as the user of the
+// current `tsh login` profile (package profile).
 package tctl
 
 import (
@@ -14,11 +15,13 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
 	"github.com/keyport/keyport/internal/cli/common"
+	"github.com/keyport/keyport/internal/cli/tsh/profile"
 	"github.com/keyport/keyport/internal/client"
 	"github.com/keyport/keyport/internal/config"
 	"github.com/keyport/keyport/internal/errs"
@@ -88,7 +91,8 @@ func (e *env) client(ctx context.Context) (*client.Client, error) {
 		cfg, err := config.Read(path)
 		if err != nil {
 			if !explicit && errors.Is(err, fs.ErrNotExist) {
-				return nil, errs.BadParameterf("no credentials: run tctl on the Auth host with -c keyport.yaml, or pass --auth-server and --identity")
+				// Not on the Auth host: act as the user of the tsh login.
+				return e.profileClient()
 			}
 			return nil, err
 		}
@@ -103,6 +107,36 @@ func (e *env) client(ctx context.Context) (*client.Client, error) {
 		if addr == "" {
 			addr = cfg.LocalAuthAddr()
 		}
+	}
+	clt, err := client.New(client.Config{Addr: addr, Identity: id, InsecureSkipVerify: e.insecure})
+	if err != nil {
+		return nil, err
+	}
+	e.clt = clt
+	return clt, nil
+}
+
+// profileClient connects as the user of the current `tsh login` profile, through the
+// proxy it logged in to (or --auth-server), trusting the host CA the login returned.
+func (e *env) profileClient() (*client.Client, error) {
+	st, err := profile.Default(e.stdio.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	p, err := st.Current()
+	if profile.IsNotLoggedIn(err) {
+		return nil, errs.BadParameterf("no credentials: log in with tsh login --proxy=HOST[:PORT] --user=NAME, run tctl on the Auth host with -c keyport.yaml, or pass --auth-server and --identity")
+	}
+	if err != nil {
+		return nil, err
+	}
+	id, err := st.ValidIdentity(p, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	addr := e.authServer
+	if addr == "" {
+		addr = p.ProxyAddr
 	}
 	clt, err := client.New(client.Config{Addr: addr, Identity: id, InsecureSkipVerify: e.insecure})
 	if err != nil {

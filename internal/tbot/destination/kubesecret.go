@@ -47,6 +47,24 @@ type KubeSecret struct {
 	initErr error
 }
 
+// KubeAPI is how KubeSecret destinations reach an API server other than the pod's own:
+// its base URL, a client that trusts it (and may present a client certificate), and an
+// optional bearer token source. Production tbot never sets it — a kubernetes_secret
+// destination is for tbot running in a pod — but tests point it at a real test API server.
+type KubeAPI struct {
+	URL    string
+	Client *http.Client
+	Token  func() (string, error)
+}
+
+// UseAPI points k at api instead of the in-cluster defaults.
+func (k *KubeSecret) UseAPI(api *KubeAPI) {
+	k.API, k.Client, k.Token = api.URL, api.Client, api.Token
+	if k.Token == nil {
+		k.Token = func() (string, error) { return "", nil }
+	}
+}
+
 // NewKubeSecret returns a Secret destination; the connection is set up on first use.
 func NewKubeSecret(name, namespace string, labels map[string]string) *KubeSecret {
 	return &KubeSecret{Name: name, Namespace: namespace, Labels: labels}

@@ -1,0 +1,139 @@
+package auth
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyport/keyport/internal/backend/sqlite"
+	"github.com/keyport/keyport/internal/clock"
+	"github.com/keyport/keyport/internal/tlsca"
+	"github.com/keyport/keyport/internal/types"
+)
+
+// fakeKube answers TokenReviews from a table of known tokens, as a cluster's API server
+// would; it also satisfies KubeReviewer, as the Kubernetes Service's reviewer does.
+type fakeKube struct {
+	tokens map[string]*ServiceAccountReview
+}
+
+func (f *fakeKube) SubjectAccessReview(context.Context, string, string, []string, ResourceAttributes) (bool, string, error) {
+	return false, "", nil
+}
+
+func (f *fakeKube) TokenReview(_ context.Context, token string) (*ServiceAccountReview, error) {
+	if r, ok := f.tokens[token]; ok {
+		return r, nil
+	}
+	return &ServiceAccountReview{Cluster: "kind", Error: "invalid bearer token"}, nil
+}
+
+// saReview is what an API server reports for a projected (pod-bound) token.
+func saReview(ns, name, pod string) *ServiceAccountReview {
+	r := &ServiceAccountReview{Cluster: "kind", Authenticated: true, Username: serviceAccountPrefix + ns + ":" + name,
+		Groups: []string{serviceAccountsGroup, serviceAccountsGroup + ":" + ns, "system:authenticated"}}
+	if pod != "" {
+		r.Extra = map[string][]string{extraPodName: {pod}, "authentication.kubernetes.io/pod-uid": {"uid-" + pod}}
+	}
+	return r
+}
+
+func TestKubernetesJoin(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
+	b, err := sqlite.New(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "db"), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	s, err := New(ctx, Config{ClusterName: "keyport.example.com", Backend: b, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	key, _ := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
+	pub := key.Public()
+
+	secret, _, err := s.CreateBot(ctx, Actor{}, types.NewBot("k8s", "access"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CreateToken(ctx, Actor{}, types.TokenRoleBot, "k8s", types.JoinMethodKubernetes, "k8s-join", []string{"bots:tbot"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CreateToken(ctx, Actor{}, types.TokenRoleBot, "k8s", types.JoinMethodKubernetes, "short", []string{"bots:tbot"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	join := func(method, token string) (*CertsResult, error) {
+		return s.JoinBot(ctx, "10.0.0.1:1000", method, token, "pod", pub, time.Hour)
+	}
+
+	// Before the Kubernetes Service is wired in, the method cannot work, and says why.
+	if _, err := join("kubernetes", "k8s-join\ngood"); err == nil || !strings.Contains(err.Error(), "needs the Kubernetes Service") {
+		t.Fatalf("without a reviewer: %v", err)
+	}
+	s.SetKubeReviewer(&fakeKube{tokens: map[string]*ServiceAccountReview{
+		"good":     saReview("bots", "tbot", "tbot-0"),
+		"good2":    saReview("bots", "tbot", "tbot-1"),
+		"other":    saReview("bots", "other", "other-0"),
+		"unbound":  saReview("bots", "tbot", ""),
+		"not-a-sa": {Cluster: "kind", Authenticated: true, Username: "alice", Groups: []string{"system:authenticated"}},
+	}})
+
+	// The same kubernetes token joins again and again (every pod of a Deployment uses
+	// it); each join is a new bot instance.
+	first, err := join("kubernetes", "k8s-join\ngood")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := join("kubernetes", "k8s-join\ngood2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.InstanceID == second.InstanceID || first.Generation != 1 {
+		t.Fatalf("instances %s and %s (generation %d)", first.InstanceID, second.InstanceID, first.Generation)
+	}
+	cert, err := tlsca.ParseCertPEM(first.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := tlsca.FromCertificate(cert); id == nil || id.BotName != "k8s" || !id.Renewable || id.BotInstanceID != first.InstanceID {
+		t.Fatalf("identity = %+v", id)
+	}
+	bis, err := s.BotInstances(ctx, "k8s")
+	if err != nil || len(bis) != 2 || bis[0].JoinMethod != "kubernetes" || bis[1].JoinMethod != "kubernetes" {
+		t.Fatalf("instances = %+v, %v", bis, err)
+	}
+
+	clk.Advance(2 * time.Minute) // "short" expires
+	tests := []struct{ name, method, token, want string }{
+		{"service account not allowed", "kubernetes", "k8s-join\nother", `service account "bots:other" is not allowed to join with token "k8s-join"`},
+		{"legacy token not bound to a pod", "kubernetes", "k8s-join\nunbound", `the token of service account "bots:tbot" is not bound to a pod`},
+		{"rejected by the API server", "kubernetes", "k8s-join\nforged", `kube cluster "kind" rejected the service account token: invalid bearer token`},
+		{"not a service account", "kubernetes", "k8s-join\nnot-a-sa", `is not a service account token (it authenticates "alice")`},
+		{"no JWT", "kubernetes", "k8s-join", "needs the token's name and the pod's service account token"},
+		{"no name", "kubernetes", "\ngood", "needs the token's name"},
+		{"unknown token", "kubernetes", "nope\ngood", `there is no join token named "nope"`},
+		{"expired", "kubernetes", "short\ngood", `the join token "short" expired at`},
+		{"token-method token by its stored name", "kubernetes", hashToken(secret) + "\ngood", "is not a kubernetes token (its join method is token)"},
+		{"kubernetes token name as a secret", "token", "k8s-join", "the join token is not valid"},
+		{"unknown method", "iam", "x", `unknown join method "iam"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := join(tt.method, tt.token); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+
+	// The bot's single-use token still works by method token, and only once.
+	if _, err := join("", secret); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := join("token", secret); err == nil || !strings.Contains(err.Error(), "already been used") {
+		t.Fatalf("second use: %v", err)
+	}
+}

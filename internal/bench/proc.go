@@ -1,0 +1,116 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// processCPU is the user+system CPU time this process has used (every thread).
+func processCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every Linux
+// architecture Go supports (reading it properly needs cgo's sysconf).
+const clockTicks = 100
+
+// childCPU returns the user+system CPU time of the child processes of this one whose
+// command name is in names (e.g. kube-apiserver and etcd, which kubeenv started).
+func childCPU(names ...string) (time.Duration, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	self := os.Getpid()
+	var total time.Duration
+	found := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// pid (comm) state ppid … utime stime …; comm may hold spaces and parentheses.
+		open, closing := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		comm := string(data[open+1 : closing])
+		f := strings.Fields(string(data[closing+1:]))
+		if len(f) < 13 || f[1] != strconv.Itoa(self) || !slices.Contains(names, comm) {
+			continue
+		}
+		utime, err1 := strconv.ParseInt(f[11], 10, 64)
+		stime, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: bad times", pid)
+		}
+		total += time.Duration(utime+stime) * time.Second / clockTicks
+		found++
+	}
+	if found != len(names) {
+		return 0, fmt.Errorf("found %d of the child processes %v", found, names)
+	}
+	return total, nil
+}
+
+// settledRSS collects garbage and returns freed pages to the OS before reading the
+// resident set size, so that the reading reflects live memory rather than whatever the
+// heap once grew to.
+func settledRSS() (int64, error) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	return rss()
+}
+
+// rss is VmRSS from /proc/self/status, in bytes.
+func rss() (int64, error) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("unexpected VmRSS line %q", sc.Text())
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		return kb << 10, err
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/self/status")
+}
+
+// loadAverage is the first field of /proc/loadavg, or "?": the machine is shared, and a
+// reader of the numbers needs to know how busy it was.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
