@@ -24,7 +24,7 @@ build:
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -o bin/ $(addprefix ./cmd/,$(BINS))
 
-## kube-tools: etcd, kube-apiserver, kube-controller-manager, kwok, helm into $(KEYPORT_CACHE)/bin
+## kube-tools: etcd, kube-apiserver, kube-controller-manager, kwok, helm, chromium into $(KEYPORT_CACHE)/bin
 kube-tools:
 	@K8S_VERSION=$(K8S_VERSION) KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) ./scripts/kube-tools.sh
 

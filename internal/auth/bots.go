@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"crypto"
-	"crypto/subtle"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -229,45 +228,13 @@ func (s *Server) JoinBot(ctx context.Context, addr, method, secret, hostname str
 
 // consumeBotToken checks a single-use bot join token and spends it.
 func (s *Server) consumeBotToken(ctx context.Context, secret string) (*types.Token, error) {
-	if secret == "" {
-		return nil, errs.AccessDeniedf("no join token given")
-	}
-	h := hashToken(secret)
-	it, err := s.cfg.Backend.Get(ctx, resourceKey(types.KindToken, h))
-	if errs.IsNotFound(err) {
-		if _, uerr := s.cfg.Backend.Get(ctx, []byte(usedTokenPrefix+h)); uerr == nil {
-			return nil, errs.AccessDeniedf("the join token has already been used; create a new one with `tctl bots add` or `tctl tokens add --type=bot`")
-		}
-		return nil, errs.AccessDeniedf("the join token is not valid")
-	}
+	tok, err := s.useJoinToken(ctx, secret, types.TokenRoleBot, "`tctl bots add` or `tctl tokens add --type=bot`")
 	if err != nil {
 		return nil, err
 	}
-	r, err := decodeItem(it)
-	if err != nil {
-		return nil, err
-	}
-	tok := r.(*types.Token)
-	// The lookup was by hash; compare again in constant time so that no code path
-	// depends on how much of the secret matched.
-	if subtle.ConstantTimeCompare([]byte(tok.GetName()), []byte(h)) != 1 || tok.Spec.JoinMethod != types.JoinMethodToken {
-		return nil, errs.AccessDeniedf("the join token is not valid")
-	}
-	if tok.Metadata.Expires != nil && !s.cfg.Clock.Now().Before(*tok.Metadata.Expires) {
-		return nil, errs.AccessDeniedf("the join token expired at %s; create a new one", tok.Metadata.Expires.UTC().Format(time.RFC3339))
-	}
-	if !slices.Contains(tok.Spec.Roles, types.TokenRoleBot) || tok.Spec.BotName == "" {
+	if tok.Spec.BotName == "" {
 		return nil, errs.AccessDeniedf("the join token is not a bot token")
 	}
-	// Single use: whoever creates the tombstone first owns the token.
-	if _, err := s.cfg.Backend.Create(ctx, backend.Item{Key: []byte(usedTokenPrefix + h), Value: []byte(tok.Spec.BotName),
-		Expires: s.cfg.Clock.Now().Add(usedTokenRetention)}); err != nil {
-		if errs.IsAlreadyExists(err) {
-			return nil, errs.AccessDeniedf("the join token has already been used; create a new one with `tctl bots add` or `tctl tokens add --type=bot`")
-		}
-		return nil, err
-	}
-	_ = s.cfg.Backend.Delete(ctx, it.Key)
 	return tok, nil
 }
 

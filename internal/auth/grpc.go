@@ -408,19 +408,32 @@ func (g *grpcAPI) CreateLock(ctx context.Context, req *pb.CreateLockRequest) (*p
 
 func (g *grpcAPI) SignUser(ctx context.Context, req *pb.SignUserRequest) (*pb.Certs, error) {
 	a := actorOf(ctx)
-	// Signing for someone else is an admin act; signing for yourself is a login renewal.
+	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
+	// Signing for someone else is an admin act; signing for yourself is a login renewal
+	// (tsh kube credentials), which may not outlive the login, nor start from a
+	// certificate that was only ever meant for one kube cluster.
 	if a.Identity.Username != req.GetUser() || a.Identity.IsBot() {
 		if err := g.s.Authorize(a, types.KindUser, VerbUpdate); err != nil {
 			return nil, err
 		}
-	} else if err := g.s.CheckLock(a.Identity); err != nil {
-		return nil, err
+	} else {
+		if err := g.s.CheckLock(a.Identity); err != nil {
+			return nil, err
+		}
+		if a.Identity.SystemRole == "" {
+			if a.Identity.KubeCluster != "" {
+				return nil, errs.AccessDeniedf("a certificate routed to kube cluster %q cannot be used to issue certificates; use your login certificate", a.Identity.KubeCluster)
+			}
+			if left := a.Identity.Expires.Sub(g.s.cfg.Clock.Now()); ttl <= 0 || ttl > left {
+				ttl = left
+			}
+		}
 	}
 	pub, err := ParsePublicKey(req.GetPublicKeyDer())
 	if err != nil {
 		return nil, err
 	}
-	cert, err := g.s.SignUser(ctx, a, req.GetUser(), pub, time.Duration(req.GetTtlSeconds())*time.Second, req.GetKubeCluster())
+	cert, err := g.s.SignUser(ctx, a, req.GetUser(), pub, ttl, req.GetKubeCluster())
 	if err != nil {
 		return nil, err
 	}

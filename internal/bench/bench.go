@@ -120,44 +120,27 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (err error) {
 			return fmt.Errorf("warm-up %s: %w", p.name, err)
 		}
 	}
-	log.Info("GET rounds", "rounds", o.Rounds, "duration", o.Duration, "clients", o.Clients)
-	for i := range o.Rounds {
-		for j, p := range paths {
-			r, err := runRound(ctx, p.client, p.cfg.Host+podPath, o.Clients, o.Duration)
-			if err != nil {
-				return fmt.Errorf("GET round %d %s: %w", i+1, p.name, err)
-			}
-			res.get[j] = append(res.get[j], r)
-		}
+	get := func(clients int, d time.Duration, apiPath string) func(path) (roundResult, error) {
+		return func(p path) (roundResult, error) { return runRound(ctx, p.client, p.cfg.Host+apiPath, clients, d) }
 	}
-
+	log.Info("GET rounds", "rounds", o.Rounds, "duration", o.Duration, "clients", o.Clients)
+	if res.get, err = interleave(paths, o.Rounds, "GET", get(o.Clients, o.Duration, podPath)); err != nil {
+		return err
+	}
 	// One client at a time: latency without queueing, which at 16 clients on a busy
 	// machine is mostly waiting for a core.
 	log.Info("single-client GET rounds", "rounds", o.Rounds, "duration", o.Duration)
-	for i := range o.Rounds {
-		for j, p := range paths {
-			r, err := runRound(ctx, p.client, p.cfg.Host+podPath, 1, o.Duration)
-			if err != nil {
-				return fmt.Errorf("single-client GET round %d %s: %w", i+1, p.name, err)
-			}
-			res.single[j] = append(res.single[j], r)
-		}
+	if res.single, err = interleave(paths, o.Rounds, "single-client GET", get(1, o.Duration, podPath)); err != nil {
+		return err
 	}
-
 	for _, p := range paths {
 		if err := checkList(ctx, p, o.ConfigMaps); err != nil {
 			return err
 		}
 	}
 	log.Info("LIST rounds", "rounds", o.Rounds, "duration", o.ListDuration, "configmaps", o.ConfigMaps)
-	for i := range o.Rounds {
-		for j, p := range paths {
-			r, err := runRound(ctx, p.client, p.cfg.Host+listPath, 1, o.ListDuration)
-			if err != nil {
-				return fmt.Errorf("LIST round %d %s: %w", i+1, p.name, err)
-			}
-			res.list[j] = append(res.list[j], r)
-		}
+	if res.list, err = interleave(paths, o.Rounds, "LIST", get(1, o.ListDuration, listPath)); err != nil {
+		return err
 	}
 	if err := checkRounds(res.get[0], res.get[1], res.single[0], res.single[1], res.list[0], res.list[1]); err != nil {
 		return err
@@ -188,6 +171,21 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (err error) {
 	env.took = time.Since(began)
 	report(stdout, o, env, &res)
 	return nil
+}
+
+// interleave runs round on each path in turn, rounds times (direct, keyport, direct, …),
+// so that a change in the machine's load hits both paths alike.
+func interleave(paths []path, rounds int, what string, round func(path) (roundResult, error)) (out [2][]roundResult, err error) {
+	for i := range rounds {
+		for j, p := range paths {
+			r, err := round(p)
+			if err != nil {
+				return out, fmt.Errorf("%s round %d %s: %w", what, i+1, p.name, err)
+			}
+			out[j] = append(out[j], r)
+		}
+	}
+	return out, nil
 }
 
 // path is one way to reach the API server.

@@ -109,8 +109,7 @@ proxy_service:
 		cancel()
 		return nil, fmt.Errorf("keyport stopped during start: %w", err)
 	case <-ctx.Done():
-		k.Stop()
-		return nil, fmt.Errorf("keyport did not become ready: %w", ctx.Err())
+		return nil, errors.Join(fmt.Errorf("keyport did not become ready: %w", ctx.Err()), k.Stop())
 	}
 }
 

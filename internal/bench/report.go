@@ -73,8 +73,9 @@ func report(w io.Writer, o Options, env environment, res *results) {
 		// On a machine where Keyport competes with the API server for the same cores, a
 		// CPU-bound run cannot do better than the share of CPU the proxy leaves.
 		ceiling := (cpCPU[0] + cpu[0]) / (cpCPU[0] + cpu[1])
-		fmt.Fprintf(w, "\nCPU ceiling: with Keyport on the API server's cores, CPU-bound throughput can reach at most\n"+
-			"(API server+etcd + client) / (API server+etcd + client + proxy) = %.2f of direct; the proxy's %s per GET is %.0f%% of the control plane's %s.\n",
+		fmt.Fprintf(w, "\nRough CPU ceiling: if these processes had the cores to themselves and were CPU-bound, the ratio could\n"+
+			"reach at most (API server+etcd + client) / (API server+etcd + client + proxy) = %.2f; the proxy's %s per GET is\n"+
+			"%.0f%% of the control plane's %s. (A machine shared with other work dilutes this.)\n",
 			ceiling, us(d(cpu[1]-cpu[0])), 100*(cpu[1]-cpu[0])/cpCPU[0], us(d(cpCPU[0])))
 	}
 

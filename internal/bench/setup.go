@@ -106,7 +106,7 @@ func startSetup(ctx context.Context, opts Options, log *slog.Logger) (_ *setup, 
 	if err != nil {
 		return nil, err
 	}
-	defer admin.Close()
+	defer func() { _ = admin.Close() }()
 	if err := poll(startCtx, 30*time.Second, "kube cluster enrolled", func() error {
 		resp, err := admin.ListKubeClusters(startCtx, &pb.ListKubeClustersRequest{})
 		if err != nil {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -116,19 +118,23 @@ kubernetes_service:
 type runningAgent struct {
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
+// stop stops the agent and waits for it; safe to call twice.
 func (a *runningAgent) stop(t *testing.T) {
 	t.Helper()
-	a.cancel()
-	select {
-	case err := <-a.done:
-		if err != nil {
-			t.Errorf("agent stopped with: %v", err)
+	a.once.Do(func() {
+		a.cancel()
+		select {
+		case err := <-a.done:
+			if err != nil {
+				t.Errorf("agent stopped with: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("agent did not stop in 30s")
 		}
-	case <-time.After(30 * time.Second):
-		t.Error("agent did not stop in 30s")
-	}
+	})
 }
 
 // newAgent builds the agent process (joining happens here); it fails when New does.
@@ -168,13 +174,7 @@ func startAgent(t *testing.T, cfgPath string) *runningAgent {
 		cancel()
 		t.Fatal("agent tunnel not up within 30s")
 	}
-	t.Cleanup(func() {
-		select {
-		case <-a.done:
-		default:
-			a.stop(t)
-		}
-	})
+	t.Cleanup(func() { a.stop(t) })
 	return a
 }
 
@@ -275,6 +275,7 @@ func TestAgentReverseTunnel(t *testing.T) {
 		}
 	})
 
+	top := t
 	cfg1 := s.agentConfig(t, filepath.Join(dir, "agent-1"), "agent-1", token, s.pin, s.kube.KubeconfigPath, "")
 	agent := startAgent(t, cfg1)
 
@@ -312,6 +313,15 @@ func TestAgentReverseTunnel(t *testing.T) {
 	t.Run("exec through the tunnel", func(t *testing.T) {
 		kubectlExec(t, kc, "true", "hello-ws")
 		kubectlExec(t, kc, "false", "hello-spdy")
+	})
+
+	t.Run("streams through the tunnel", func(t *testing.T) {
+		if err := s.kube.AppendPodLog("first line"); err != nil {
+			t.Fatal(err)
+		}
+		tunnelStream(t, kc, []string{"logs", "-f", "web-0"}, "second line", func() { _ = s.kube.AppendPodLog("second line") })
+		tunnelStream(t, kc, []string{"get", "pods", "-w", "-n", "default"}, "web-9", func() { _ = s.kube.CreatePod(context.Background(), "default", "web-9") })
+		tunnelPortForward(t, kc)
 	})
 
 	t.Run("the token cannot be reused", func(t *testing.T) {
@@ -358,7 +368,7 @@ func TestAgentReverseTunnel(t *testing.T) {
 			t.Fatalf("host identity: %v %v", fi, err)
 		}
 		// The configured token is spent: starting again must not need it.
-		agent = startAgent(t, cfg1)
+		agent = startAgent(top, cfg1)
 		waitKubectl(t, kc, "get", "pods", "-n", "default")
 		kubectlExec(t, kc, "true", "again")
 	})
@@ -448,4 +458,84 @@ func TestAgentReverseTunnel(t *testing.T) {
 		}
 		kubectlExec(t, kc2, "true", "from-binary")
 	})
+
+	t.Run("a lock on the host closes its tunnel", func(t *testing.T) {
+		if _, err := s.admin.CreateLock(ctx, &pb.CreateLockRequest{User: "agent-1", Message: "host compromised"}); err != nil {
+			t.Fatal(err)
+		}
+		var out string
+		waitUntil(t, 10*time.Second, func() bool {
+			out, _ = kubectl(t, kc, "get", "pods", "-n", "default")
+			return strings.Contains(out, "its Kubernetes Service is not connected")
+		})
+		// The reconnecting agent is refused; the other agent's cluster still works.
+		code, body := tunnelRequest(t, s.env.WebAddr, s.env.Process.Auth.HostCA().CertPEM, readIdentity(t, filepath.Join(dir, "agent-1", "data", service.HostIdentityFile)))
+		if code != http.StatusForbidden || !strings.Contains(body, "host compromised") {
+			t.Errorf("locked host opening a tunnel: %d %s", code, body)
+		}
+	})
+}
+
+// tunnelStream runs a kubectl command that stays open, pokes the cluster once the first
+// line is out, and waits for want.
+func tunnelStream(t *testing.T, kc string, args []string, want string, poke func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tools.Path(t, "kubectl"), append([]string{"--kubeconfig", kc}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		t.Fatalf("kubectl %s: no output: %v", strings.Join(args, " "), sc.Err())
+	}
+	poke()
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), want) {
+			return
+		}
+	}
+	t.Fatalf("kubectl %s ended without %q: %v", strings.Join(args, " "), want, sc.Err())
+}
+
+// tunnelPortForward forwards a local port to a kwok pod and reads an answer through it.
+func tunnelPortForward(t *testing.T, kc string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tools.Path(t, "kubectl"), "--kubeconfig", kc, "port-forward", "pod/web-0", ":8080")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(out)
+	var local string
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "Forwarding" {
+			local = f[2]
+			break
+		}
+	}
+	if local == "" {
+		t.Fatal("port-forward printed no local address")
+	}
+	resp, err := http.Get("http://" + local + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(body) == 0 {
+		t.Fatal("empty answer through port-forward")
+	}
 }

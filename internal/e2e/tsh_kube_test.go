@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -10,13 +11,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
+	"github.com/keyport/keyport/internal/errs"
+	"github.com/keyport/keyport/internal/identityfile"
 	"github.com/keyport/keyport/internal/testenv/tools"
 	"github.com/keyport/keyport/internal/tlsca"
 )
@@ -137,7 +142,7 @@ func TestTshKubeLogin(t *testing.T) {
 			t.Errorf("kubectl get pods -A lacks %q:\n%s", w, out)
 		}
 	}
-	if out = u.must("", "tsh", "kube", "ls"); !strings.Contains(out, "example-k8s-cluster  env=dev    *") {
+	if out = u.must("", "tsh", "kube", "ls"); !regexp.MustCompile(`(?m)^example-k8s-cluster +env=dev +\*$`).MatchString(out) {
 		t.Errorf("tsh kube ls does not mark the current context:\n%s", out)
 	}
 
@@ -168,6 +173,31 @@ func TestTshKubeLogin(t *testing.T) {
 	}
 	if st2, err := os.Stat(credsFile); err != nil || !st2.ModTime().Equal(st1.ModTime()) {
 		t.Errorf("the cached kube certificate was replaced while still good")
+	}
+	// A certificate routed to one cluster cannot mint others, and a login renewal never
+	// outlives the login.
+	kubeID, err := identityfile.Read(credsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loginID, err := identityfile.Read(filepath.Join(u.home, ".tsh", "keys", s.env.WebAddr, "kim", "identity"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kubeID.Cert.NotAfter.After(loginID.Cert.NotAfter.Add(time.Second)) {
+		t.Errorf("kube certificate expires at %s, after the login (%s)", kubeID.Cert.NotAfter, loginID.Cert.NotAfter)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(kubeID.Key.Public())
+	_, err = s.env.Client(s.env.WebAddr, kubeID).SignUser(ctx, &pb.SignUserRequest{User: "kim", PublicKeyDer: der, TtlSeconds: 3600})
+	if !errs.IsAccessDenied(err) || !strings.Contains(err.Error(), "routed to kube cluster") {
+		t.Errorf("SignUser with a kube-routed certificate: %v", err)
+	}
+	certs, err := s.env.Client(s.env.WebAddr, loginID).SignUser(ctx, &pb.SignUserRequest{User: "kim", PublicKeyDer: der, TtlSeconds: 30 * 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := tlsca.ParseCertPEM(certs.GetTlsCertPem()); err != nil || c.NotAfter.After(loginID.Cert.NotAfter.Add(time.Second)) {
+		t.Errorf("a renewal outlives the login: %v %v", c.NotAfter, err)
 	}
 	if _, errOut, err := u.run("", "tsh", "kube", "login", "no-such-cluster"); err == nil || !strings.Contains(errOut, `kube cluster "no-such-cluster" is not registered`) {
 		t.Errorf("kube login of an unknown cluster: %v %s", err, errOut)

@@ -33,6 +33,9 @@ type TunnelConfig struct {
 	Logger     *slog.Logger
 	// Context ends every tunnel when done.
 	Context context.Context
+	// Changes, when set, reports changes to locks (the cache's Subscribe); each one
+	// closes the tunnels whose host identity is now locked.
+	Changes <-chan struct{}
 }
 
 // Tunnels holds the reverse tunnels that Kubernetes Services behind NAT keep open to this
@@ -63,7 +66,34 @@ func NewTunnels(cfg TunnelConfig) *Tunnels {
 	if cfg.Context == nil {
 		cfg.Context = context.Background()
 	}
-	return &Tunnels{cfg: cfg, byCluster: map[string][]*tunnel{}}
+	ts := &Tunnels{cfg: cfg, byCluster: map[string][]*tunnel{}}
+	if cfg.Changes != nil {
+		go ts.enforceLocks()
+	}
+	return ts
+}
+
+// enforceLocks closes the tunnels of host identities that have been locked.
+func (ts *Tunnels) enforceLocks() {
+	for {
+		select {
+		case <-ts.cfg.Context.Done():
+			return
+		case <-ts.cfg.Changes:
+		}
+		ts.mu.Lock()
+		var open []*tunnel
+		for _, list := range ts.byCluster {
+			open = append(open, list...)
+		}
+		ts.mu.Unlock()
+		for _, t := range open {
+			if err := ts.cfg.Auth.CheckLock(t.id); err != nil {
+				ts.cfg.Logger.Warn("closing a reverse tunnel: its host identity is locked", "service", t.id.Username, "error", err)
+				_ = t.cc.Close()
+			}
+		}
+	}
 }
 
 // Forwarder returns the forwarder of a tunnelled cluster: the newest open tunnel of the
@@ -287,8 +317,13 @@ func (u tunnelUpgrade) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp.Header.Del(kube.HeaderUpgrade)
 	resp.Header.Set("Connection", "Upgrade")
 	resp.Header.Set("Upgrade", resUpgrade)
+	// Present it as the HTTP/1.1 101 it was, with no body length: ReverseProxy writes
+	// it to the client as is, and an unknown length would add "Connection: close".
 	resp.StatusCode = http.StatusSwitchingProtocols
 	resp.Status = "101 Switching Protocols"
+	resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
+	resp.ContentLength = 0
+	resp.Header.Del("Content-Length")
 	resp.Body = &streamConn{r: resp.Body, w: pw}
 	return resp, nil
 }

@@ -165,7 +165,8 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 		a.SetKubeReviewer(kubeReviewer{ks})
 	}
 	lc := &localClusters{auth: a, kube: p.kube}
-	p.tunnels = proxy.NewTunnels(proxy.TunnelConfig{Auth: a, Registered: lc.KubeCluster, Logger: opts.Logger.With("component", "tunnel"), Context: p.bg})
+	p.tunnels = proxy.NewTunnels(proxy.TunnelConfig{Auth: a, Registered: lc.KubeCluster, Logger: opts.Logger.With("component", "tunnel"),
+		Context: p.bg, Changes: a.Cache().Subscribe()})
 	lc.tunnels = p.tunnels
 	p.kubeH = proxy.NewKubeHandler(proxy.KubeConfig{
 		Auth: a, Clusters: lc, Decider: proxy.NewAccessDecider(a.Cache()),

@@ -16,6 +16,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	qrcode "github.com/skip2/go-qrcode"
 
@@ -109,7 +111,8 @@ func (h *handler) invitePage(w http.ResponseWriter, r *http.Request, status int,
 	}
 	page := invitePage{Info: info, Error: formErr, MinLength: auth.MinPasswordLength, Expires: info.Expires.UTC().Format("2006-01-02 15:04 MST")}
 	if info.OTP {
-		png, err := qrcode.Encode(info.OTPURL, qrcode.Medium, 240)
+		// Four pixels per module: sharp at its natural size, about 200 pixels wide.
+		png, err := qrcode.Encode(info.OTPURL, qrcode.Medium, -4)
 		if err != nil {
 			h.fail(w, err)
 			return
@@ -138,7 +141,7 @@ func (h *handler) completeInvite(w http.ResponseWriter, r *http.Request) {
 			Message: "Log in from a terminal with tsh:", Command: "tsh login --proxy=" + h.cfg.ProxyAddr + " --user=" + user})
 	case errs.IsBadParameter(err) || errs.IsLimitExceeded(err):
 		// Show the form again with what to fix; the OTP secret stays the same.
-		h.invitePage(w, r, errs.HTTPStatus(err), err.Error())
+		h.invitePage(w, r, errs.HTTPStatus(err), sentence(err.Error()))
 	default:
 		h.fail(w, err)
 	}
@@ -147,7 +150,7 @@ func (h *handler) completeInvite(w http.ResponseWriter, r *http.Request) {
 // fail shows why the page cannot be used. Messages of internal errors stay in the log.
 func (h *handler) fail(w http.ResponseWriter, err error) {
 	status := errs.HTTPStatus(err)
-	page := messagePage{Title: "This invite link cannot be used", Message: err.Error()}
+	page := messagePage{Title: "This invite link cannot be used", Message: sentence(err.Error())}
 	if status == http.StatusInternalServerError {
 		h.cfg.Logger.Error("invite page", "error", err)
 		page = messagePage{Title: "Something went wrong", Message: "The server could not complete the request. Try again in a moment."}
@@ -192,4 +195,13 @@ func group(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// sentence starts an error message with a capital letter, for a page.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	return string(unicode.ToUpper(r)) + s[n:]
 }

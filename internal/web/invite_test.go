@@ -48,7 +48,13 @@ func (f *fakeInvites) CompleteInvite(_ context.Context, req auth.CompleteInviteR
 	return "alice", nil
 }
 
-func do(t *testing.T, h http.Handler, method, path string, form url.Values) (*http.Response, string) {
+// response is what the handler answered.
+type response struct {
+	StatusCode int
+	Header     http.Header
+}
+
+func do(t *testing.T, h http.Handler, method, path string, form url.Values) (response, string) {
 	t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -60,7 +66,7 @@ func do(t *testing.T, h http.Handler, method, path string, form url.Values) (*ht
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	return rec.Result(), rec.Body.String()
+	return response{StatusCode: rec.Code, Header: rec.Header()}, rec.Body.String()
 }
 
 func TestInvitePage(t *testing.T) {
@@ -95,11 +101,11 @@ func TestInvitePage(t *testing.T) {
 
 	// A wrong code shows the form again with the reason.
 	resp, body = do(t, h, http.MethodPost, "/web/invite/s3cret", url.Values{"password": {"correct horse battery"}, "password_confirm": {"correct horse battery"}, "otp_code": {"000000"}})
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `id="error" role="alert">the OTP code is not valid<`) || !strings.Contains(body, `name="otp_code"`) {
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `id="error" role="alert">The OTP code is not valid<`) || !strings.Contains(body, `name="otp_code"`) {
 		t.Fatalf("wrong code: %d\n%s", resp.StatusCode, body)
 	}
 	resp, body = do(t, h, http.MethodPost, "/web/invite/s3cret", url.Values{"password": {"short"}, "password_confirm": {"short"}, "otp_code": {"123456"}})
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "at least 12 characters") {
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "The password must be at least 12 characters") {
 		t.Fatalf("short password: %d\n%s", resp.StatusCode, body)
 	}
 	if strings.Contains(body, "short") && strings.Contains(body, `value="short"`) {
@@ -139,6 +145,9 @@ func TestInvitePageWithoutOTP(t *testing.T) {
 }
 
 func TestGroup(t *testing.T) {
+	if got := sentence("the code"); got != "The code" {
+		t.Errorf("sentence: %q", got)
+	}
 	for in, want := range map[string]string{"": "", "ABC": "ABC", "ABCD": "ABCD", "ABCDE": "ABCD E", "ABCDEFGH": "ABCD EFGH"} {
 		if got := group(in); got != want {
 			t.Errorf("group(%q) = %q, want %q", in, got, want)

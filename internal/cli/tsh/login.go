@@ -81,7 +81,7 @@ func (e *env) login(ctx context.Context, proxy, user string, ttl time.Duration, 
 	if err != nil {
 		return err
 	}
-	defer clt.Close()
+	defer func() { _ = clt.Close() }()
 	password, err := e.prompt.Password(fmt.Sprintf("Enter password for Keyport user %s: ", user), "password")
 	if err != nil {
 		return err

@@ -122,7 +122,7 @@ func (e *env) dialProxy(ctx context.Context, st *profile.Store, addr string, ins
 		}
 		ping, err := clt.Ping(ctx, &pb.PingRequest{})
 		if err != nil {
-			clt.Close()
+			_ = clt.Close()
 			return nil, nil, err
 		}
 		return clt, ping, nil
@@ -140,19 +140,19 @@ func (e *env) dialProxy(ctx context.Context, st *profile.Store, addr string, ins
 	}
 	ping, err := clt.Ping(ctx, &pb.PingRequest{})
 	if err != nil {
-		clt.Close()
+		_ = clt.Close()
 		return nil, nil, check.explain(err)
 	}
 	if !check.capture {
 		if err := st.TrustPin(addr, check.caPin()); err != nil {
-			clt.Close()
+			_ = clt.Close()
 			return nil, nil, err
 		}
 		return clt, ping, nil
 	}
 	pin := check.caPin()
 	if pin == "" || pin != ping.GetHostCaPin() {
-		clt.Close()
+		_ = clt.Close()
 		return nil, nil, errs.AccessDeniedf("refusing the proxy at %s: the host CA it presents (%s) is not the one it reports (%s)", addr, pin, ping.GetHostCaPin())
 	}
 	fmt.Fprintf(e.stdio.Err, "The proxy at %s is not trusted by this system's root certificates.\n"+
@@ -160,16 +160,16 @@ func (e *env) dialProxy(ctx context.Context, st *profile.Store, addr string, ins
 		"Compare it with the \"CA pin\" line of `tctl status` on the cluster's Auth Service host.\n", addr, ping.GetClusterName(), pin)
 	answer, err := e.prompt.Line("Trust this CA and continue? [y/N]: ", "answer")
 	if err != nil {
-		clt.Close()
+		_ = clt.Close()
 		return nil, nil, err
 	}
 	if a := strings.ToLower(answer); a != "y" && a != "yes" {
-		clt.Close()
+		_ = clt.Close()
 		return nil, nil, errs.AccessDeniedf("the proxy at %s was not trusted; nothing was sent to it", addr)
 	}
 	check.trust(pin)
 	if err := st.TrustPin(addr, pin); err != nil {
-		clt.Close()
+		_ = clt.Close()
 		return nil, nil, err
 	}
 	return clt, ping, nil

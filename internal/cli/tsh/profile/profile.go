@@ -9,6 +9,7 @@ package profile
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -153,7 +154,7 @@ func (s *Store) Current() (*Profile, error) {
 var errNotLoggedIn = errs.NotFoundf("not logged in: run tsh login --proxy=HOST[:PORT] --user=NAME")
 
 // IsNotLoggedIn reports whether err says that there is no profile.
-func IsNotLoggedIn(err error) bool { return err == errNotLoggedIn }
+func IsNotLoggedIn(err error) bool { return errors.Is(err, errNotLoggedIn) }
 
 // Get is the profile of a proxy.
 func (s *Store) Get(proxy string) (*Profile, error) {
