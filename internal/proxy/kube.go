@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -428,6 +429,7 @@ func newForwarder(cfg KubeConfig) http.Handler {
 			}
 		},
 		Transport:      clusterTransport{},
+		BufferPool:     &copyBuffers,
 		FlushInterval:  -1,
 		ModifyResponse: filterResponse,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -440,6 +442,21 @@ func newForwarder(cfg KubeConfig) http.Handler {
 	}
 	return rp
 }
+
+// copyBuffers are ReverseProxy's response copy buffers. Without a pool it allocates
+// 32 KiB for every request (70% of the bytes the chain allocates on a small GET).
+var copyBuffers bufferPool
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // clusterTransport sends each request over its cluster's pooled transport.
 type clusterTransport struct{}
