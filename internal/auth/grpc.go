@@ -491,8 +491,17 @@ func (g *grpcAPI) HeartbeatKubeClusters(ctx context.Context, req *pb.HeartbeatKu
 	var kcs []*types.KubeCluster
 	for _, c := range req.GetClusters() {
 		service := c.GetService()
-		if service == "" {
+		if service == "" || a.Identity.SystemRole == SystemKube {
+			// A Kubernetes Service speaks only for itself: the tunnel routing trusts
+			// the registration's service name.
 			service = a.Identity.Username
+		}
+		if a.Identity.SystemRole == SystemKube {
+			if r, err := g.s.cache.Get(types.KindKubeCluster, c.GetName()); err == nil {
+				if cur := r.(*types.KubeCluster); cur.Spec.Service != service && !expired(cur, g.s.cfg.Clock.Now()) {
+					return nil, errs.AlreadyExistsf("kube cluster %q is served by %q; a second Kubernetes Service may not take it over", c.GetName(), cur.Spec.Service)
+				}
+			}
 		}
 		kcs = append(kcs, types.NewKubeCluster(c.GetName(), service, c.GetLabels()))
 	}
@@ -579,4 +588,9 @@ func (g *grpcAPI) Login(ctx context.Context, req *pb.LoginRequest) (*pb.Certs, e
 		return nil, err
 	}
 	return g.certs(cert, "", 0), nil
+}
+
+func expired(r types.Resource, now time.Time) bool {
+	exp := r.GetMetadata().Expires
+	return exp != nil && !now.Before(*exp)
 }

@@ -182,7 +182,7 @@ func (s *Server) Invite(ctx context.Context, secret string) (*InviteInfo, error)
 				return nil, err
 			}
 			data, _ := json.Marshal(inv)
-			_, err := s.cfg.Backend.CompareAndSwap(ctx, backend.Item{Key: it.Key, Value: data, Expires: it.Expires}, it.Revision)
+			_, err := s.cfg.Backend.CompareAndSwap(ctx, backend.Item{Key: it.Key, Value: data, Expires: inv.Expires}, it.Revision)
 			switch {
 			case errs.IsCompareFailed(err):
 				continue // another view of the page made one first: show that one
