@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"bufio"
 	"bytes"
 	"context"
@@ -113,7 +114,8 @@ func runTbotEnv(t *testing.T, env []string, args ...string) tbotRun {
 	start := time.Now()
 	err := cmd.Run()
 	r := tbotRun{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		r.code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("running tbot: %v", err)

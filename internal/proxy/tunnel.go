@@ -179,7 +179,7 @@ func (ts *Tunnels) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = conn.Close()
 		return
 	}
-	var nc net.Conn = conn
+	nc := net.Conn(conn)
 	if brw.Reader.Buffered() > 0 {
 		nc = &readerConn{Conn: conn, r: io.MultiReader(brw.Reader, conn)}
 	}

@@ -188,7 +188,7 @@ func TestReverseTunnel(t *testing.T) {
 		req.Header.Set("Impersonate-User", "alice")
 		req.Header.Set("Connection", "Upgrade")
 		req.Header.Set("Upgrade", "echo")
-		resp, err := fw.UpgradeTransport.RoundTrip(req)
+		resp, err := fw.UpgradeTransport.RoundTrip(req) //nolint:bodyclose // the body is the upgraded conn, closed below
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -153,7 +153,7 @@ func up(root string) error {
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("the supervisor stopped (%v); its log:\n%s", err, tail(filepath.Join(root, "supervisor.log")))
+			return fmt.Errorf("the supervisor stopped (%w); its log:\n%s", err, tail(filepath.Join(root, "supervisor.log")))
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -264,7 +264,8 @@ kubernetes_service:
 	defer func() {
 		_ = kp.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-kpDone:
+		case err := <-kpDone:
+			_ = err // stopping: its exit status does not matter
 		case <-time.After(10 * time.Second):
 			_ = kp.Process.Kill()
 		}
@@ -282,7 +283,7 @@ kubernetes_service:
 	case <-ctx.Done():
 		return nil
 	case err := <-kpDone:
-		return fmt.Errorf("keyport exited: %v", err)
+		return fmt.Errorf("keyport exited: %w", err)
 	}
 }
 
@@ -299,7 +300,7 @@ func waitReady(ctx context.Context, diag string, died <-chan error) error {
 		}
 		select {
 		case err := <-died:
-			return fmt.Errorf("keyport exited: %v", err)
+			return fmt.Errorf("keyport exited: %w", err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
