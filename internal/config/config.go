@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/yamlpos"
@@ -80,6 +81,11 @@ type AuthService struct {
 type Authentication struct {
 	Type         string `yaml:"type"`
 	SecondFactor string `yaml:"second_factor"`
+	// MaxLoginFailures failed logins within LoginFailureWindow lock the account for
+	// AccountLockTTL. Zero takes the defaults (5, 30m, 20m).
+	MaxLoginFailures   int           `yaml:"max_login_failures"`
+	LoginFailureWindow time.Duration `yaml:"login_failure_window"`
+	AccountLockTTL     time.Duration `yaml:"account_lock_ttl"`
 }
 
 // ProxyService configures the proxy's one TLS port.
@@ -236,6 +242,15 @@ func (f *File) CheckAndSetDefaults() error {
 		case "otp", "off":
 		default:
 			return yamlpos.Fieldf("auth_service.authentication.second_factor", "unknown second factor %q (want otp or off)", a.Authentication.SecondFactor)
+		}
+		if a.Authentication.MaxLoginFailures < 0 {
+			return yamlpos.Fieldf("auth_service.authentication.max_login_failures", "must not be negative")
+		}
+		if a.Authentication.LoginFailureWindow < 0 {
+			return yamlpos.Fieldf("auth_service.authentication.login_failure_window", "must not be negative")
+		}
+		if a.Authentication.AccountLockTTL < 0 {
+			return yamlpos.Fieldf("auth_service.authentication.account_lock_ttl", "must not be negative")
 		}
 		switch a.CAKeyAlgorithm {
 		case "":

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyport/keyport/internal/errs"
 )
@@ -14,6 +15,9 @@ func TestSampleParses(t *testing.T) {
 	}
 	if !f.AuthEnabled() || !f.ProxyEnabled() || !f.KubeEnabled() {
 		t.Fatal("services not enabled")
+	}
+	if f.Auth.Authentication.AccountLockTTL != 20*time.Minute || f.Auth.Authentication.MaxLoginFailures != 5 {
+		t.Fatalf("lockout settings: %+v", f.Auth.Authentication)
 	}
 	if f.Auth.ClusterName != "keyport.example.com" || f.Kube.Labels["env"] != "dev" || f.Keyport.Storage.Type != StorageSQLite {
 		t.Fatalf("unexpected %+v", f)
@@ -54,6 +58,8 @@ func TestBadConfigs(t *testing.T) {
 		{"kube without source", "version: v3\nauth_service:\n  cluster_name: c\nkubernetes_service:\n  enabled: true\n", "keyport.yaml:4: kubernetes_service.kubeconfig_file: set kubeconfig_file"},
 		{"empty", "", "keyport.yaml: file is empty"},
 		{"syntax", "version: v3\nauth_service: [\n", "keyport.yaml:2: did not find expected node content"},
+		{"negative lock", "version: v3\nauth_service:\n  cluster_name: c\n  authentication:\n    account_lock_ttl: -1m\n", "keyport.yaml:5: auth_service.authentication.account_lock_ttl: must not be negative"},
+		{"lock ttl not a duration", "version: v3\nauth_service:\n  cluster_name: c\n  authentication:\n    account_lock_ttl: soon\n", "keyport.yaml:5: auth_service.authentication.account_lock_ttl: expected a duration such as 30m, got the string \"soon\""},
 		{"bad severity", "version: v3\nkeyport:\n  log:\n    severity: LOUD\nauth_service:\n  cluster_name: c\n", "keyport.yaml:4: keyport.log.severity: unknown severity \"LOUD\""},
 	}
 	for _, tt := range tests {

@@ -131,6 +131,8 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 	a, err := auth.New(ctx, auth.Config{
 		ClusterName: cfg.Auth.ClusterName, Backend: b, Clock: opts.Clock, Logger: opts.Logger.With("component", "auth"),
 		Audit: al, CAKeyAlgorithm: cfg.Auth.CAKeyAlgorithm, ProxyPublicAddr: cfg.PublicAddr(), SecondFactor: cfg.Auth.Authentication.SecondFactor,
+		Login: auth.LoginPolicy{MaxFailures: cfg.Auth.Authentication.MaxLoginFailures,
+			FailureWindow: cfg.Auth.Authentication.LoginFailureWindow, LockTTL: cfg.Auth.Authentication.AccountLockTTL},
 	})
 	if err != nil {
 		p.Close()
