@@ -476,7 +476,7 @@ func TestAgentReverseTunnel(t *testing.T) {
 	})
 }
 
-// tunnelStream runs a kubectl command that stays open, pokes the cluster once the first
+// tunnelStream (used directly and through the tunnel) runs a kubectl command that stays open, pokes the cluster once the first
 // line is out, and waits for want.
 func tunnelStream(t *testing.T, kc string, args []string, want string, poke func()) {
 	t.Helper()
@@ -504,7 +504,7 @@ func tunnelStream(t *testing.T, kc string, args []string, want string, poke func
 	t.Fatalf("kubectl %s ended without %q: %v", strings.Join(args, " "), want, sc.Err())
 }
 
-// tunnelPortForward forwards a local port to a kwok pod and reads an answer through it.
+// tunnelPortForward (used directly and through the tunnel) forwards a local port to a kwok pod and reads an answer through it.
 func tunnelPortForward(t *testing.T, kc string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

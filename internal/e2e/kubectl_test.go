@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keyport/keyport/internal/testenv/tools"
 )
@@ -80,66 +76,7 @@ func TestKubectlVerbs(t *testing.T) {
 		{"get -w", []string{"get", "pods", "-w", "-n", "default"}, "web-9", func() { _ = s.kube.CreatePod(context.Background(), "default", "web-9") }},
 	}
 	for _, st := range streams {
-		t.Run(st.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, tools.Path(t, "kubectl"), append([]string{"--kubeconfig", kc}, st.args...)...)
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-			sc := bufio.NewScanner(out)
-			// The first line proves the stream is open before the change is made.
-			if !sc.Scan() {
-				t.Fatalf("no output: %v", sc.Err())
-			}
-			st.poke()
-			for sc.Scan() {
-				if strings.Contains(sc.Text(), st.want) {
-					return
-				}
-			}
-			t.Fatalf("stream ended without %q: %v", st.want, sc.Err())
-		})
+		t.Run(st.name, func(t *testing.T) { tunnelStream(t, kc, st.args, st.want, st.poke) })
 	}
-
-	t.Run("port-forward", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, tools.Path(t, "kubectl"), "--kubeconfig", kc, "port-forward", "pod/web-0", ":8080")
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-		sc := bufio.NewScanner(out)
-		var local string
-		for sc.Scan() {
-			// Forwarding from 127.0.0.1:NNNN -> 8080
-			if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "Forwarding" {
-				local = f[2]
-				break
-			}
-		}
-		if local == "" {
-			t.Fatal("port-forward printed no local address")
-		}
-		resp, err := http.Get("http://" + local + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if len(body) == 0 {
-			t.Fatal("empty answer through port-forward")
-		}
-	})
+	t.Run("port-forward", func(t *testing.T) { tunnelPortForward(t, kc) })
 }

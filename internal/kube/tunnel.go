@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keyport/keyport/internal/clock"
+	"github.com/keyport/keyport/internal/kubestatus"
 )
 
 // The reverse tunnel. A Kubernetes Service that reaches the proxy only outbound opens a
@@ -393,25 +394,7 @@ func copyFlush(w io.Writer, fl *http.ResponseController, src io.Reader) (int64, 
 }
 
 // writeStatus answers with a Kubernetes Status object.
-func writeStatus(w http.ResponseWriter, code int, msg string) {
-	reason := metav1.StatusReasonUnknown
-	switch code {
-	case http.StatusForbidden:
-		reason = metav1.StatusReasonForbidden
-	case http.StatusNotFound:
-		reason = metav1.StatusReasonNotFound
-	case http.StatusBadRequest:
-		reason = metav1.StatusReasonBadRequest
-	case http.StatusBadGateway:
-		reason = metav1.StatusReasonServiceUnavailable
-	}
-	data, _ := json.Marshal(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
-		Message: msg, Reason: reason, Code: int32(code)})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_, _ = w.Write(append(data, '\n'))
-}
+func writeStatus(w http.ResponseWriter, code int, msg string) { kubestatus.Write(w, code, msg) }
 
 // bufferedConn reads first what the HTTP/1.1 exchange read ahead: the proxy may send its
 // HTTP/2 preface right behind the 101.
