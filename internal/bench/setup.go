@@ -26,6 +26,7 @@ import (
 	"github.com/keyport/keyport/internal/client"
 	"github.com/keyport/keyport/internal/clock"
 	"github.com/keyport/keyport/internal/kubeconfig"
+	"github.com/keyport/keyport/internal/testenv"
 	"github.com/keyport/keyport/internal/testenv/kubeenv"
 	"github.com/keyport/keyport/internal/testenv/tools"
 	"github.com/keyport/keyport/internal/tlsca"
@@ -54,7 +55,7 @@ const (
 // config per path that authenticates as the same Kubernetes user and groups.
 type setup struct {
 	kube    *kubeenv.Env
-	keyport *Keyport
+	keyport *testenv.Cluster
 	dir     string
 
 	// direct is the admin config impersonating bench-user in editor and
@@ -102,7 +103,7 @@ func startSetup(ctx context.Context, opts Options, log *slog.Logger) (_ *setup, 
 	if err != nil {
 		return nil, err
 	}
-	admin, err := s.keyport.AdminClient()
+	admin, err := s.keyport.NewAdminClient()
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,9 +23,9 @@ import (
 	"github.com/keyport/keyport/internal/service"
 )
 
-// Env is a running cluster.
-type Env struct {
-	t        testing.TB
+// Cluster is a running cluster started without a testing.TB (Start), for commands such
+// as `make bench`; Env wraps it for tests.
+type Cluster struct {
 	Dir      string
 	Config   *config.File
 	Process  *service.Process
@@ -36,13 +37,19 @@ type Env struct {
 	done   chan error
 }
 
+// Env is a running cluster owned by a test.
+type Env struct {
+	*Cluster
+	t testing.TB
+}
+
 // Option changes the cluster's config before it starts.
 type Option func(*options)
 
 type options struct {
 	yaml    string
 	dataDir string
-	logs    io.Writer
+	logger  *slog.Logger
 	kube    string
 }
 
@@ -67,27 +74,55 @@ func WithStorage(block string) Option { return func(o *options) { o.yaml = block
 func WithDataDir(dir string) Option { return func(o *options) { o.dataDir = dir } }
 
 // WithLogs sends the daemon's logs to w (default: discarded).
-func WithLogs(w io.Writer) Option { return func(o *options) { o.logs = w } }
+func WithLogs(w io.Writer) Option {
+	return WithLogger(slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
+}
+
+// WithLogger sends the daemon's logs to logger (default: discarded).
+func WithLogger(logger *slog.Logger) Option { return func(o *options) { o.logger = logger } }
 
 // ClusterName is the name of every test cluster.
 const ClusterName = "keyport.example.com"
 
-// New starts a cluster.
+// New starts a cluster for a test and stops it in t.Cleanup.
 func New(t testing.TB, opts ...Option) *Env {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Start(ctx, t.TempDir(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &Env{Cluster: c, t: t}
+	t.Cleanup(env.Stop)
+	return env
+}
+
+// Start starts a cluster in dir and waits (until ctx ends) for its readiness signal.
+// The caller must call Stop.
+func Start(ctx context.Context, dir string, opts ...Option) (_ *Cluster, err error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	dir := t.TempDir()
 	if o.dataDir == "" {
 		o.dataDir = filepath.Join(dir, "data")
 	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	lis := map[string]net.Listener{}
+	defer func() {
+		if err != nil {
+			for _, l := range lis {
+				_ = l.Close()
+			}
+		}
+	}()
 	for _, name := range []string{"auth", "web", "diag"} {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		lis[name] = l
 	}
@@ -111,68 +146,76 @@ proxy_service:
 %s`, o.dataDir, storage, lis["diag"].Addr(), ClusterName, lis["auth"].Addr(), lis["web"].Addr(), lis["web"].Addr(), o.kube)
 	cfgPath := filepath.Join(dir, "keyport.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cfg, err := config.Read(cfgPath)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	logs := o.logs
-	if logs == nil {
-		logs = io.Discard
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := service.New(ctx, service.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Listeners: lis})
+	runCtx, cancel := context.WithCancel(context.Background())
+	p, err := service.New(runCtx, service.Options{Config: cfg, Logger: o.logger, Listeners: lis})
 	if err != nil {
 		cancel()
-		for _, l := range lis {
-			_ = l.Close()
-		}
-		t.Fatal(err)
+		return nil, err
 	}
-	ready := make(chan struct{})
-	env := &Env{t: t, Dir: dir, Config: cfg, Process: p, cancel: cancel, done: make(chan error, 1),
+	c := &Cluster{Dir: dir, Config: cfg, Process: p, cancel: cancel, done: make(chan error, 1),
 		AuthAddr: lis["auth"].Addr().String(), WebAddr: lis["web"].Addr().String(), DiagAddr: lis["diag"].Addr().String()}
+	ready := make(chan struct{})
 	go func() {
 		defer p.Close()
-		env.done <- p.ServeWithReady(ctx, ready)
+		c.done <- p.ServeWithReady(runCtx, ready)
 	}()
 	select {
 	case <-ready:
-	case err := <-env.done:
+		return c, nil
+	case err := <-c.done:
 		cancel()
-		t.Fatalf("keyport stopped during start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("keyport did not become ready in 30s")
+		return nil, fmt.Errorf("keyport stopped during start: %w", err)
+	case <-ctx.Done():
+		return nil, errors.Join(fmt.Errorf("keyport did not become ready: %w", ctx.Err()), c.Stop())
 	}
-	t.Cleanup(env.Stop)
-	return env
 }
 
-// Stop stops the cluster and waits for it; safe to call twice.
-func (e *Env) Stop() {
-	if e.cancel == nil {
-		return
+// Stop stops the cluster and waits (bounded) for it; safe to call twice.
+func (c *Cluster) Stop() error {
+	if c.cancel == nil {
+		return nil
 	}
-	e.cancel()
-	e.cancel = nil
+	c.cancel()
+	c.cancel = nil
 	select {
-	case err := <-e.done:
+	case err := <-c.done:
 		if err != nil && !strings.Contains(err.Error(), "closed") {
-			e.t.Errorf("keyport stopped with: %v", err)
+			return fmt.Errorf("keyport stopped with: %w", err)
 		}
+		return nil
 	case <-time.After(30 * time.Second):
-		e.t.Error("keyport did not stop in 30s")
+		return errors.New("keyport did not stop in 30s")
 	}
 }
 
 // ConfigPath is the keyport.yaml of this cluster (for tctl -c).
-func (e *Env) ConfigPath() string { return e.Config.Path }
+func (c *Cluster) ConfigPath() string { return c.Config.Path }
 
 // AdminIdentityPath is the local admin identity.
-func (e *Env) AdminIdentityPath() string {
-	return filepath.Join(e.Config.Keyport.DataDir, service.AdminIdentityFile)
+func (c *Cluster) AdminIdentityPath() string {
+	return filepath.Join(c.Config.Keyport.DataDir, service.AdminIdentityFile)
+}
+
+// NewAdminClient connects to the auth listener with the local admin identity.
+func (c *Cluster) NewAdminClient() (*client.Client, error) {
+	id, err := identityfile.Read(c.AdminIdentityPath())
+	if err != nil {
+		return nil, err
+	}
+	return client.New(client.Config{Addr: c.AuthAddr, Identity: id})
+}
+
+// Stop stops the cluster and waits for it; safe to call twice.
+func (e *Env) Stop() {
+	if err := e.Cluster.Stop(); err != nil {
+		e.t.Error(err)
+	}
 }
 
 // AdminClient is a client with the local admin identity, to the auth listener.
