@@ -74,6 +74,16 @@ func (Discard) Emit(context.Context, Event) {}
 const Prefix = "/audit/"
 
 // Log writes events to the backend and to a JSON-lines file.
+//
+// One writer goroutine stores events in batches (backend.PutMany and one file write per
+// batch), so that a busy proxy pays for one transaction per batch instead of one per
+// request. Emit waits until its event is stored, except for kube.request events, the one
+// type emitted once per Kubernetes request: those are queued and the request goes on.
+// Queued events wait at most FlushDelay (20ms) for others to share their write. The
+// queue is bounded; when it is full, Emit waits for room, so events are never dropped,
+// and Close stores everything queued before it returns. What a crash can lose is the
+// kube.request events still queued (normally the last FlushDelay's worth); every other
+// event is stored before Emit returns.
 type Log struct {
 	backend backend.Backend
 	clock   clock.Clock
@@ -81,9 +91,25 @@ type Log struct {
 	ttl     time.Duration
 	seq     atomic.Uint64
 	node    string
+	file    *os.File
 
-	mu   sync.Mutex
-	file *os.File
+	flushDelay time.Duration
+
+	// mu guards closed and the sends on queue against Close closing it.
+	mu     sync.RWMutex
+	closed bool
+	queue  chan pending
+	done   chan struct{} // closed when the writer has stored everything and ended
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// pending is an encoded event waiting for the writer. stored, when not nil, is closed
+// once the event has been written.
+type pending struct {
+	item   backend.Item
+	stored chan struct{}
 }
 
 // Config configures a Log.
@@ -97,9 +123,17 @@ type Config struct {
 	Node string
 	// Retention is how long events stay in the backend; default 30 days.
 	Retention time.Duration
+	// QueueSize bounds the events waiting for the writer; default 4096.
+	QueueSize int
+	// FlushDelay is how long queued (kube.request) events may wait for more to share
+	// their backend write; default 20ms. Negative means no wait.
+	FlushDelay time.Duration
 }
 
-// New opens the audit log.
+// maxBatch bounds the events the writer stores in one backend call.
+const maxBatch = 256
+
+// New opens the audit log and starts its writer; Close stops it.
 func New(cfg Config) (*Log, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
@@ -110,7 +144,14 @@ func New(cfg Config) (*Log, error) {
 	if cfg.Retention == 0 {
 		cfg.Retention = 30 * 24 * time.Hour
 	}
-	l := &Log{backend: cfg.Backend, clock: cfg.Clock, logger: cfg.Logger, ttl: cfg.Retention, node: cfg.Node}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 4096
+	}
+	if cfg.FlushDelay == 0 {
+		cfg.FlushDelay = 20 * time.Millisecond
+	}
+	l := &Log{backend: cfg.Backend, clock: cfg.Clock, logger: cfg.Logger, ttl: cfg.Retention, node: cfg.Node,
+		flushDelay: cfg.FlushDelay, queue: make(chan pending, cfg.QueueSize), done: make(chan struct{})}
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating audit directory: %w", err)
@@ -121,12 +162,17 @@ func New(cfg Config) (*Log, error) {
 		}
 		l.file = f
 	}
+	go l.writeLoop()
 	return l, nil
 }
 
+// queued reports whether Emit returns before an event of type typ is stored.
+func queued(typ string) bool { return typ == KubeRequest }
+
 // Emit records e. A failure to record is logged, not returned: the action it describes
-// has already happened.
-func (l *Log) Emit(ctx context.Context, e Event) {
+// has already happened. The event outlives the request it describes, so a cancelled ctx
+// (a stream ended by a lock, a client that hung up) does not stop it being recorded.
+func (l *Log) Emit(_ context.Context, e Event) {
 	if e.Time.IsZero() {
 		e.Time = l.clock.Now().UTC()
 	}
@@ -137,31 +183,113 @@ func (l *Log) Emit(ctx context.Context, e Event) {
 		l.logger.Error("encoding audit event", "type", e.Type, "error", err)
 		return
 	}
+	p := pending{item: backend.Item{Key: []byte(Prefix + e.ID), Value: data, Expires: e.Time.Add(l.ttl)}}
+	if !queued(e.Type) {
+		p.stored = make(chan struct{})
+	}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		l.logger.Error("audit event after the audit log was closed; not recorded", "type", e.Type, "id", e.ID)
+		return
+	}
+	l.queue <- p // waits for room when the writer is behind: events are never dropped
+	l.mu.RUnlock()
+	if p.stored != nil {
+		<-p.stored
+	}
+}
+
+// writeLoop is the one goroutine that stores events, a batch at a time. A batch is
+// stored at once when it holds an event whose Emit is waiting; a batch of queued events
+// only waits up to FlushDelay for company, so that a busy proxy pays for one backend
+// transaction (one fsync) per FlushDelay instead of one per request. The delay runs on
+// real time, not the Clock: it bounds latency, and a fake clock must not stall it.
+func (l *Log) writeLoop() {
+	defer close(l.done)
+	batch := make([]pending, 0, maxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for p := range l.queue {
+		batch = append(batch[:0], p)
+		if p.stored == nil && l.flushDelay > 0 {
+			timer.Reset(l.flushDelay)
+		collect:
+			for len(batch) < maxBatch {
+				select {
+				case p, ok := <-l.queue:
+					if !ok {
+						break collect
+					}
+					batch = append(batch, p)
+					if p.stored != nil {
+						break collect
+					}
+				case <-timer.C:
+					break collect
+				}
+			}
+			timer.Stop()
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case p, ok := <-l.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		l.store(batch)
+	}
+}
+
+func (l *Log) store(batch []pending) {
 	if l.backend != nil {
-		key := []byte(Prefix + e.ID)
-		// The event outlives the request it describes: a cancelled request (a stream
-		// ended by a lock, a client that hung up) must still be recorded.
-		ctx = context.WithoutCancel(ctx)
-		if _, err := l.backend.Put(ctx, backend.Item{Key: key, Value: data, Expires: e.Time.Add(l.ttl)}); err != nil {
-			l.logger.Error("storing audit event", "type", e.Type, "error", err)
+		items := make([]backend.Item, len(batch))
+		for i, p := range batch {
+			items[i] = p.item
+		}
+		if err := l.backend.PutMany(context.Background(), items); err != nil {
+			l.logger.Error("storing audit events", "count", len(items), "error", err)
 		}
 	}
 	if l.file != nil {
-		l.mu.Lock()
-		_, err := l.file.Write(append(data, '\n'))
-		l.mu.Unlock()
-		if err != nil {
-			l.logger.Error("writing audit event", "type", e.Type, "error", err)
+		var buf bytes.Buffer
+		for _, p := range batch {
+			buf.Write(p.item.Value)
+			buf.WriteByte('\n')
+		}
+		if _, err := l.file.Write(buf.Bytes()); err != nil {
+			l.logger.Error("writing audit events", "count", len(batch), "error", err)
+		}
+	}
+	for _, p := range batch {
+		if p.stored != nil {
+			close(p.stored)
 		}
 	}
 }
 
-// Close closes the file.
+// Close stores every queued event, stops the writer and closes the file. Events emitted
+// after Close are logged as lost. The backend is the caller's to close, after this.
 func (l *Log) Close() error {
-	if l.file != nil {
-		return l.file.Close()
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.queue)
 	}
-	return nil
+	l.mu.Unlock()
+	<-l.done
+	l.closeOnce.Do(func() {
+		if l.file != nil {
+			l.closeErr = l.file.Close()
+		}
+	})
+	return l.closeErr
 }
 
 // Filter selects events for Search.

@@ -14,6 +14,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 )
@@ -270,17 +273,45 @@ func measureWatches(ctx context.Context, s *setup, paths []path, o Options, res 
 		}
 		res.watchRSS[j], res.watchGoroutines[j] = after-before, g1-g0
 		// The proxy's handlers end after the client has gone; let them finish (and
-		// write their audit events) before the next measurement or shutdown.
-		if err := poll(ctx, 30*time.Second, "watch handlers to end", func() error {
-			if n := runtime.NumGoroutine(); n > g0+o.Watches/100+10 {
-				return fmt.Errorf("%d goroutines, %d before the watches", n, g0)
+		// write their audit events) before the next measurement or shutdown. The
+		// proxy's own active-streams gauge says when they have.
+		if err := poll(ctx, 30*time.Second, "the proxy's watch handlers to end", func() error {
+			n, err := activeStreams(ctx, s.keyport.DiagAddr)
+			if err == nil && n != 0 {
+				err = fmt.Errorf("keyport_kube_active_streams is %v", n)
 			}
-			return nil
+			return err
 		}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// activeStreams reads keyport_kube_active_streams from the process's /metrics.
+func activeStreams(ctx context.Context, diagAddr string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+diagAddr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("parsing /metrics: %w", err)
+	}
+	f, ok := families["keyport_kube_active_streams"]
+	if !ok || len(f.GetMetric()) != 1 {
+		return 0, errors.New("/metrics has no keyport_kube_active_streams")
+	}
+	return f.GetMetric()[0].GetGauge().GetValue(), nil
 }
 
 // profileRound runs one GET round of p under the CPU profiler.

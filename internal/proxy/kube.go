@@ -78,7 +78,7 @@ type KubeConfig struct {
 // NewKubeHandler builds the chain. The order is the security argument: nothing below
 // authentication runs for an unauthenticated caller, nothing below authorisation runs for
 // a refused request, and only the forwarder talks to the API server.
-func NewKubeHandler(cfg KubeConfig) http.Handler {
+func NewKubeHandler(cfg KubeConfig) *KubeHandler {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
@@ -105,8 +105,22 @@ func NewKubeHandler(cfg KubeConfig) http.Handler {
 	h = withRoute(h, cfg)
 	h = withLockCheck(h, cfg)
 	h = withAuthentication(h, cfg)
-	return h
+	return &KubeHandler{h: h, tr: tr}
 }
+
+// KubeHandler is the Kubernetes request path built by NewKubeHandler.
+type KubeHandler struct {
+	h  http.Handler
+	tr *tracker
+}
+
+// ServeHTTP implements http.Handler.
+func (k *KubeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { k.h.ServeHTTP(w, r) }
+
+// EndAll ends every request in flight, streams and upgraded sessions included, and every
+// one that reaches the tracker later, at once: the process is stopping. Their audit
+// events are still emitted as their handlers return.
+func (k *KubeHandler) EndAll() { k.tr.endAll() }
 
 type ctxKey int
 
@@ -413,7 +427,7 @@ func withAudit(next http.Handler, cfg KubeConfig, m *metrics) http.Handler {
 }
 
 // newForwarder sends the request to the cluster's API server with the Kubernetes
-// Service's credentials. FlushInterval -1 streams watches and logs as they come.
+// Service's credentials.
 func newForwarder(cfg KubeConfig) http.Handler {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -430,7 +444,10 @@ func newForwarder(cfg KubeConfig) http.Handler {
 		},
 		Transport:      clusterTransport{},
 		BufferPool:     &copyBuffers,
-		FlushInterval:  -1,
+		// 0, not -1: ReverseProxy flushes responses of unknown length (watches,
+		// followed logs) at every write anyway, and leaving the rest to the server's
+		// buffer sends a small GET's headers and body in one write instead of three.
+		FlushInterval:  0,
 		ModifyResponse: filterResponse,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {

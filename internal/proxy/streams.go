@@ -15,6 +15,7 @@ import (
 type tracker struct {
 	mu     sync.Mutex
 	active map[*tracked]struct{}
+	ended  bool // endAll was called: every request is cancelled as it arrives
 	gauge  prometheus.Gauge
 }
 
@@ -33,6 +34,9 @@ func (t *tracker) add(id *tlsca.Identity, cancel context.CancelFunc, stream bool
 	e := &tracked{id: id, cancel: cancel, stream: stream}
 	t.mu.Lock()
 	t.active[e] = struct{}{}
+	if t.ended {
+		cancel()
+	}
 	t.mu.Unlock()
 	if stream && t.gauge != nil {
 		t.gauge.Inc()
@@ -55,6 +59,16 @@ func (t *tracker) enforce(auth Authenticator) {
 		if auth.CheckLock(e.id) != nil {
 			e.cancel()
 		}
+	}
+}
+
+// endAll cancels every request, now and from now on.
+func (t *tracker) endAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ended = true
+	for e := range t.active {
+		e.cancel()
 	}
 }
 

@@ -65,8 +65,10 @@ type Process struct {
 	Auth    *auth.Server
 	grpc    *grpc.Server
 	kube    *kube.Service
-	kubeH   http.Handler
-	tunnels *proxy.Tunnels
+	kubeH   *proxy.KubeHandler
+	// webInflight counts the web port's running handlers, for an orderly shutdown.
+	webInflight inflight
+	tunnels     *proxy.Tunnels
 	// agent is set when the process runs no auth_service: a Kubernetes Service that
 	// joined another cluster (agent.go).
 	agent   *agent
@@ -84,6 +86,10 @@ type Process struct {
 	bg     context.Context
 	stopBG context.CancelFunc
 }
+
+// shutdownWait bounds how long shutdown waits for the web port's handlers to return
+// after they have been told to end.
+const shutdownWait = 10 * time.Second
 
 // Run starts the daemon and blocks until ctx is done or a component fails. All
 // components stop together.
@@ -364,11 +370,23 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 		if err != nil {
 			return err
 		}
-		srv := &http.Server{Handler: p.webHandler(), TLSConfig: p.webTLS(), ReadHeaderTimeout: 30 * time.Second,
+		srv := &http.Server{Handler: p.webInflight.wrap(p.webHandler()), TLSConfig: p.webTLS(), ReadHeaderTimeout: 30 * time.Second,
 			ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
+		stop := func() {
+			_ = srv.Close()  // listener and connections
+			p.kubeH.EndAll() // streams, upgraded sessions included, which Close does not reach
+		}
 		comps = append(comps, component{"proxy", func(ctx context.Context) error {
-			go func() { <-ctx.Done(); _ = srv.Close() }()
+			go func() { <-ctx.Done(); stop() }()
 			err := srv.ServeTLS(webL, "", "")
+			stop()
+			// Handlers outlive Serve. Their last audit events must reach the audit log
+			// before Close closes it, so wait for them (ended above; this is quick).
+			wctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
+			defer cancel()
+			if n := p.webInflight.wait(wctx); n > 0 {
+				p.log.Warn("Requests still running at shutdown; their audit events may be lost.", "count", n, "waited", shutdownWait)
+			}
 			if errors.Is(err, http.ErrServerClosed) {
 				return nil
 			}

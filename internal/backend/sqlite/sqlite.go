@@ -43,6 +43,32 @@ const (
 	DefaultBusyTimeout    = 10 * time.Second
 )
 
+// The statements every write and read uses, prepared once (see prepared).
+const (
+	qLookup       = `SELECT expires, revision FROM kv WHERE key = ?`
+	qNextRevision = `UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision`
+	qSetRevision  = `UPDATE meta SET revision = ? WHERE id = 1`
+	qDeleteKV     = `DELETE FROM kv WHERE key = ?`
+	qDeleteEvent  = `INSERT INTO events (revision, type, key, value, expires, at) VALUES (?, ?, ?, NULL, 0, ?)`
+	qUpsert       = `INSERT INTO kv (key, value, expires, revision) VALUES (?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires, revision = excluded.revision`
+	qInsertNew  = `INSERT INTO kv (key, value, expires, revision) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`
+	qPutEvent   = `INSERT INTO events (revision, type, key, value, expires, at) VALUES (?, ?, ?, ?, ?, ?)`
+	qSavepoint  = "SAVEPOINT w"
+	qRollbackTo = "ROLLBACK TO w"
+	qRelease    = "RELEASE w"
+	qGet        = `SELECT value, expires, revision FROM kv WHERE key = ?`
+	qRevision   = `SELECT revision FROM meta WHERE id = 1`
+	qMeta       = `SELECT revision, compacted FROM meta WHERE id = 1`
+)
+
+var writerQueries = []string{qLookup, qNextRevision, qSetRevision, qRevision, qDeleteKV, qDeleteEvent, qUpsert, qInsertNew, qPutEvent,
+	qSavepoint, qRollbackTo, qRelease, qMeta}
+
+// readerQueries includes the watch query for each shape rangeWhere produces.
+var readerQueries = []string{qGet, qRevision, qMeta, qLookup,
+	watchQuery("1"), watchQuery("key >= ? AND key < ?"), watchQuery("key >= ?")}
+
 // schemaVersion is stored in PRAGMA user_version so that an older binary refuses a file
 // written by a newer one instead of misreading it.
 const schemaVersion = 1
@@ -114,8 +140,10 @@ type Backend struct {
 	clock clock.Clock
 
 	w      *sql.DB // exactly one connection: the only writer, used by writeLoop alone
+	wp     prepared
 	writes chan writeReq
 	r      *sql.DB // readers
+	rp     prepared
 
 	notify   notifier
 	seen     atomic.Int64 // highest revision watchers have been woken for
@@ -175,8 +203,19 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	r.SetMaxOpenConns(cfg.ReadConns)
 	r.SetMaxIdleConns(cfg.ReadConns)
+	wp, err := prepare(ctx, w, writerQueries...)
+	if err != nil {
+		_ = errors.Join(w.Close(), r.Close())
+		return nil, err
+	}
+	rp, err := prepare(ctx, r, readerQueries...)
+	if err != nil {
+		wp.close()
+		_ = errors.Join(w.Close(), r.Close())
+		return nil, err
+	}
 
-	b := &Backend{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, w: w, r: r, writes: make(chan writeReq)}
+	b := &Backend{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, w: w, wp: wp, r: r, rp: rp, writes: make(chan writeReq)}
 	b.notify.init()
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	rev, err := b.CurrentRevision(ctx)
@@ -258,6 +297,8 @@ func (b *Backend) Close() error {
 		b.mu.Unlock()
 		b.cancel()
 		b.wg.Wait()
+		b.wp.close()
+		b.rp.close()
 		b.closeErr = errors.Join(b.w.Close(), b.r.Close())
 	})
 	return b.closeErr
@@ -319,7 +360,7 @@ func (b *Backend) Get(ctx context.Context, key []byte) (*backend.Item, error) {
 	}
 	it := backend.Item{Key: append([]byte(nil), key...)}
 	var expires int64
-	err := b.r.QueryRowContext(ctx, `SELECT value, expires, revision FROM kv WHERE key = ?`, key).
+	err := b.rp.queryRow(ctx, b.r, qGet, key).
 		Scan(&it.Value, &expires, &it.Revision)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && !live(expires, b.now())) {
 		return nil, errs.NotFoundf("backend: key not found")
@@ -370,7 +411,7 @@ func (b *Backend) CurrentRevision(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	var rev int64
-	if err := b.r.QueryRowContext(ctx, `SELECT revision FROM meta WHERE id = 1`).Scan(&rev); err != nil {
+	if err := b.rp.queryRow(ctx, b.r, qRevision).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("sqlite backend: current revision: %w", err)
 	}
 	return rev, nil
@@ -381,7 +422,7 @@ func (b *Backend) CurrentRevision(ctx context.Context) (int64, error) {
 // writeFunc is one write, run inside the writer's transaction. It must use the ctx it is
 // given, not its caller's: a cancelled query would make SQLite roll back the whole
 // transaction, and with it the other writes batched into it.
-type writeFunc func(ctx context.Context, tx *sql.Tx) (int64, error)
+type writeFunc func(ctx context.Context, tx ptx) (int64, error)
 
 type writeReq struct {
 	op   string
@@ -450,17 +491,18 @@ func (b *Backend) commitBatch(batch []writeReq) {
 			req.done <- writeRes{err: fmt.Errorf("sqlite backend: %s: %w", req.op, err)}
 		}
 	}
-	tx, err := b.w.BeginTx(ctx, nil)
+	sqltx, err := b.w.BeginTx(ctx, nil)
 	if err != nil {
 		fail(err)
 		return
 	}
-	defer tx.Rollback()
+	defer sqltx.Rollback()
+	tx := ptx{sqltx, b.wp}
 	savepoints := len(batch) > 1
 	var maxRev int64
 	for i, req := range batch {
 		if savepoints {
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			if _, err := tx.ExecContext(ctx, qSavepoint); err != nil {
 				fail(err)
 				return
 			}
@@ -472,7 +514,7 @@ func (b *Backend) commitBatch(batch []writeReq) {
 			}
 			results[i] = writeRes{err: err}
 			if savepoints {
-				if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
+				if _, rerr := tx.ExecContext(ctx, qRollbackTo); rerr != nil {
 					fail(rerr)
 					return
 				}
@@ -486,7 +528,7 @@ func (b *Backend) commitBatch(batch []writeReq) {
 			maxRev = max(maxRev, rev)
 		}
 		if savepoints {
-			if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+			if _, err := tx.ExecContext(ctx, qRelease); err != nil {
 				fail(err)
 				return
 			}
@@ -511,10 +553,10 @@ type current struct {
 	revision int64
 }
 
-func lookup(ctx context.Context, tx *sql.Tx, key []byte, now int64) (current, error) {
+func lookup(ctx context.Context, tx ptx, key []byte, now int64) (current, error) {
 	var c current
 	var expires int64
-	err := tx.QueryRowContext(ctx, `SELECT expires, revision FROM kv WHERE key = ?`, key).Scan(&expires, &c.revision)
+	err := tx.QueryRowContext(ctx, qLookup, key).Scan(&expires, &c.revision)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, nil
 	}
@@ -526,32 +568,35 @@ func lookup(ctx context.Context, tx *sql.Tx, key []byte, now int64) (current, er
 	return c, nil
 }
 
-func nextRevision(ctx context.Context, tx *sql.Tx) (int64, error) {
+func nextRevision(ctx context.Context, tx ptx) (int64, error) {
 	var rev int64
-	err := tx.QueryRowContext(ctx, `UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision`).Scan(&rev)
+	err := tx.QueryRowContext(ctx, qNextRevision).Scan(&rev)
 	return rev, err
 }
 
 // deleteKey removes key under a new revision and records the delete event.
-func deleteKey(ctx context.Context, tx *sql.Tx, key []byte, now int64) (int64, error) {
+func deleteKey(ctx context.Context, tx ptx, key []byte, now int64) (int64, error) {
 	rev, err := nextRevision(ctx, tx)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM kv WHERE key = ?`, key); err != nil {
-		return 0, err
+	return rev, deleteAt(ctx, tx, key, now, rev)
+}
+
+// deleteAt removes key and records the delete event under rev, which the caller has
+// taken from the revision counter.
+func deleteAt(ctx context.Context, tx ptx, key []byte, now, rev int64) error {
+	if _, err := tx.ExecContext(ctx, qDeleteKV, key); err != nil {
+		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO events (revision, type, key, value, expires, at) VALUES (?, ?, ?, NULL, 0, ?)`,
-		rev, int(backend.EventDelete), key, now); err != nil {
-		return 0, err
-	}
-	return rev, nil
+	_, err := tx.ExecContext(ctx, qDeleteEvent, rev, int(backend.EventDelete), key, now)
+	return err
 }
 
 // store writes i under a new revision and records the put event. An expired row still
 // at the key is first deleted under its own revision, so watchers see the expiry before
 // the new value, exactly as if the sweeper had run first.
-func store(ctx context.Context, tx *sql.Tx, i backend.Item, cur current, now int64) (int64, error) {
+func store(ctx context.Context, tx ptx, i backend.Item, cur current, now int64) (int64, error) {
 	if cur.exists && !cur.live {
 		if _, err := deleteKey(ctx, tx, i.Key, now); err != nil {
 			return 0, err
@@ -561,21 +606,82 @@ func store(ctx context.Context, tx *sql.Tx, i backend.Item, cur current, now int
 	if err != nil {
 		return 0, err
 	}
+	return rev, putAt(ctx, tx, i, now, rev)
+}
+
+// putAt writes i and records the put event under rev, which the caller has taken from
+// the revision counter.
+func putAt(ctx context.Context, tx ptx, i backend.Item, now, rev int64) error {
 	value := i.Value
 	if value == nil {
 		value = []byte{}
 	}
 	exp := toNanos(i.Expires)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO kv (key, value, expires, revision) VALUES (?, ?, ?, ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires, revision = excluded.revision`,
-		i.Key, value, exp, rev); err != nil {
-		return 0, err
+	if _, err := tx.ExecContext(ctx, qUpsert, i.Key, value, exp, rev); err != nil {
+		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO events (revision, type, key, value, expires, at) VALUES (?, ?, ?, ?, ?, ?)`,
-		rev, int(backend.EventPut), i.Key, value, exp, now); err != nil {
-		return 0, err
+	_, err := tx.ExecContext(ctx, qPutEvent, rev, int(backend.EventPut), i.Key, value, exp, now)
+	return err
+}
+
+// PutMany implements backend.Backend: one transaction (one fsync) for all the items, and
+// the revision counter read and written once instead of once per item.
+func (b *Backend) PutMany(ctx context.Context, items []backend.Item) error {
+	for _, i := range items {
+		if err := checkItem(i); err != nil {
+			return err
+		}
 	}
-	return rev, nil
+	if len(items) == 0 {
+		return nil
+	}
+	_, err := b.write(ctx, "put many", func(ctx context.Context, tx ptx) (int64, error) {
+		now := b.now()
+		var rev int64
+		if err := tx.QueryRowContext(ctx, qRevision).Scan(&rev); err != nil {
+			return 0, err
+		}
+		for _, i := range items {
+			rev++
+			// Appends are the common case: try the insert of a new key first, which
+			// saves the lookup; a key that exists takes Put's path.
+			value := i.Value
+			if value == nil {
+				value = []byte{}
+			}
+			exp := toNanos(i.Expires)
+			res, err := tx.ExecContext(ctx, qInsertNew, i.Key, value, exp, rev)
+			if err != nil {
+				return 0, err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return 0, err
+			} else if n == 1 {
+				if _, err := tx.ExecContext(ctx, qPutEvent, rev, int(backend.EventPut), i.Key, value, exp, now); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			cur, err := lookup(ctx, tx, i.Key, now)
+			if err != nil {
+				return 0, err
+			}
+			if !cur.live {
+				if err := deleteAt(ctx, tx, i.Key, now, rev); err != nil {
+					return 0, err
+				}
+				rev++
+			}
+			if err := putAt(ctx, tx, i, now, rev); err != nil {
+				return 0, err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, qSetRevision, rev); err != nil {
+			return 0, err
+		}
+		return rev, nil
+	})
+	return err
 }
 
 // Put implements backend.Backend.
@@ -583,7 +689,7 @@ func (b *Backend) Put(ctx context.Context, i backend.Item) (int64, error) {
 	if err := checkItem(i); err != nil {
 		return 0, err
 	}
-	return b.write(ctx, "put", func(ctx context.Context, tx *sql.Tx) (int64, error) {
+	return b.write(ctx, "put", func(ctx context.Context, tx ptx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, i.Key, now)
 		if err != nil {
@@ -598,7 +704,7 @@ func (b *Backend) Create(ctx context.Context, i backend.Item) (int64, error) {
 	if err := checkItem(i); err != nil {
 		return 0, err
 	}
-	return b.write(ctx, "create", func(ctx context.Context, tx *sql.Tx) (int64, error) {
+	return b.write(ctx, "create", func(ctx context.Context, tx ptx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, i.Key, now)
 		if err != nil {
@@ -627,14 +733,14 @@ func (b *Backend) CompareAndSwap(ctx context.Context, i backend.Item, expectedRe
 	// ahead of the one swap that can win. A failure seen here is as linearizable as one
 	// seen in the transaction; a match is checked again under the write lock.
 	var rev, expires int64
-	err := b.r.QueryRowContext(ctx, `SELECT expires, revision FROM kv WHERE key = ?`, i.Key).Scan(&expires, &rev)
+	err := b.r.QueryRowContext(ctx, qLookup, i.Key).Scan(&expires, &rev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("sqlite backend: compare and swap: %w", err)
 	}
 	if err := casCheck(current{exists: err == nil, live: err == nil && live(expires, b.now()), revision: rev}, expectedRevision); err != nil {
 		return 0, err
 	}
-	return b.write(ctx, "compare and swap", func(ctx context.Context, tx *sql.Tx) (int64, error) {
+	return b.write(ctx, "compare and swap", func(ctx context.Context, tx ptx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, i.Key, now)
 		if err != nil {
@@ -662,7 +768,7 @@ func (b *Backend) Delete(ctx context.Context, key []byte) error {
 	if len(key) == 0 {
 		return errs.BadParameterf("backend: key must not be empty")
 	}
-	_, err := b.write(ctx, "delete", func(ctx context.Context, tx *sql.Tx) (int64, error) {
+	_, err := b.write(ctx, "delete", func(ctx context.Context, tx ptx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, key, now)
 		if err != nil {
@@ -680,7 +786,7 @@ func (b *Backend) Delete(ctx context.Context, key []byte) error {
 // DeleteRange implements backend.Backend.
 func (b *Backend) DeleteRange(ctx context.Context, prefix []byte) error {
 	where, args := rangeWhere(prefix)
-	_, err := b.write(ctx, "delete range", func(ctx context.Context, tx *sql.Tx) (int64, error) {
+	_, err := b.write(ctx, "delete range", func(ctx context.Context, tx ptx) (int64, error) {
 		// Expired rows are deleted too: their delete event is their expiry notice.
 		return deleteWhere(ctx, tx, where, args, b.now())
 	})
@@ -689,7 +795,7 @@ func (b *Backend) DeleteRange(ctx context.Context, prefix []byte) error {
 
 // deleteWhere deletes every kv row matching where, one revision and event per key, in
 // key order. It returns the last revision written, 0 if none.
-func deleteWhere(ctx context.Context, tx *sql.Tx, where string, args []any, now int64) (int64, error) {
+func deleteWhere(ctx context.Context, tx ptx, where string, args []any, now int64) (int64, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT key FROM kv WHERE `+where+` ORDER BY key`, args...)
 	if err != nil {
 		return 0, err
@@ -724,7 +830,7 @@ func (b *Backend) SweepExpired(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		n := 0
-		_, err := b.write(ctx, "sweep", func(ctx context.Context, tx *sql.Tx) (int64, error) {
+		_, err := b.write(ctx, "sweep", func(ctx context.Context, tx ptx) (int64, error) {
 			now := b.now()
 			// The key range is resolved first so each batch is one short transaction:
 			// a long sweep must not hold the write lock against user writes.
@@ -771,7 +877,7 @@ func (b *Backend) Compact(ctx context.Context) error {
 		return err
 	}
 	var cur int64
-	if err := b.r.QueryRowContext(ctx, `SELECT revision FROM meta WHERE id = 1`).Scan(&cur); err != nil {
+	if err := b.rp.queryRow(ctx, b.r, qRevision).Scan(&cur); err != nil {
 		return fmt.Errorf("sqlite backend: compact: %w", err)
 	}
 	through := cur - int64(b.cfg.EventRetention)
@@ -792,9 +898,9 @@ func (b *Backend) CompactThrough(ctx context.Context, rev int64) error {
 	if rev <= 0 {
 		return nil
 	}
-	_, err := b.write(ctx, "compact", func(ctx context.Context, tx *sql.Tx) (int64, error) {
+	_, err := b.write(ctx, "compact", func(ctx context.Context, tx ptx) (int64, error) {
 		var cur, compacted int64
-		if err := tx.QueryRowContext(ctx, `SELECT revision, compacted FROM meta WHERE id = 1`).Scan(&cur, &compacted); err != nil {
+		if err := tx.QueryRowContext(ctx, qMeta).Scan(&cur, &compacted); err != nil {
 			return 0, err
 		}
 		rev := min(rev, cur)

@@ -22,7 +22,7 @@ func (b *Backend) Watch(ctx context.Context, prefix []byte, fromRevision int64) 
 		return nil, errs.BadParameterf("backend: watch revision must not be negative")
 	}
 	var cur, compacted int64
-	if err := b.r.QueryRowContext(ctx, `SELECT revision, compacted FROM meta WHERE id = 1`).Scan(&cur, &compacted); err != nil {
+	if err := b.rp.queryRow(ctx, b.r, qMeta).Scan(&cur, &compacted); err != nil {
 		return nil, fmt.Errorf("sqlite backend: watch: %w", err)
 	}
 	if fromRevision == 0 {
@@ -143,13 +143,14 @@ func (w *watcher) loop() error {
 // read returns the next batch of matching events after w.last, the revision the watcher
 // has then covered, and whether more events may follow without waiting.
 func (w *watcher) read() (evs []backend.Event, next int64, more bool, err error) {
-	tx, err := w.b.r.BeginTx(w.ctx, nil)
+	sqltx, err := w.b.r.BeginTx(w.ctx, nil)
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("sqlite backend: watch: %w", err)
 	}
-	defer tx.Rollback()
+	defer sqltx.Rollback()
+	tx := ptx{sqltx, w.b.rp}
 	var cur, compacted int64
-	if err := tx.QueryRowContext(w.ctx, `SELECT revision, compacted FROM meta WHERE id = 1`).Scan(&cur, &compacted); err != nil {
+	if err := tx.QueryRowContext(w.ctx, qMeta).Scan(&cur, &compacted); err != nil {
 		return nil, 0, false, fmt.Errorf("sqlite backend: watch: %w", err)
 	}
 	if w.last < compacted {
@@ -161,8 +162,7 @@ func (w *watcher) read() (evs []backend.Event, next int64, more bool, err error)
 	where, args := rangeWhere(w.prefix)
 	args = append([]any{w.last, cur}, args...)
 	args = append(args, watchBatch)
-	rows, err := tx.QueryContext(w.ctx, `SELECT revision, type, key, value, expires FROM events
-		WHERE revision > ? AND revision <= ? AND `+where+` ORDER BY revision LIMIT ?`, args...)
+	rows, err := tx.QueryContext(w.ctx, watchQuery(where), args...)
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("sqlite backend: watch: %w", err)
 	}
@@ -194,4 +194,10 @@ func (w *watcher) read() (evs []backend.Event, next int64, more bool, err error)
 		return evs, evs[len(evs)-1].Item.Revision, true, nil
 	}
 	return evs, cur, false, nil
+}
+
+// watchQuery reads the events after a revision, up to another, under a key range.
+func watchQuery(where string) string {
+	return `SELECT revision, type, key, value, expires FROM events
+		WHERE revision > ? AND revision <= ? AND ` + where + ` ORDER BY revision LIMIT ?`
 }
