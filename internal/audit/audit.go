@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,11 +76,11 @@ const Prefix = "/audit/"
 
 // Log writes events to the backend and to a JSON-lines file.
 //
-// One writer goroutine stores events in batches (backend.PutMany and one file write per
-// batch), so that a busy proxy pays for one transaction per batch instead of one per
-// request. Emit waits until its event is stored, except for kube.request events, the one
+// One writer goroutine stores events in batches, each one backend record (JSON lines)
+// and one file write, so that a busy proxy pays for one backend write per batch instead
+// of one per request. Emit waits until its event is stored, except for kube.request events, the one
 // type emitted once per Kubernetes request: those are queued and the request goes on.
-// Queued events wait at most FlushDelay (20ms) for others to share their write. The
+// Queued events wait at most FlushDelay (50ms) for others to share their write. The
 // queue is bounded; when it is full, Emit waits for room, so events are never dropped,
 // and Close stores everything queued before it returns. What a crash can lose is the
 // kube.request events still queued (normally the last FlushDelay's worth); every other
@@ -108,8 +109,10 @@ type Log struct {
 // pending is an encoded event waiting for the writer. stored, when not nil, is closed
 // once the event has been written.
 type pending struct {
-	item   backend.Item
-	stored chan struct{}
+	id      string
+	data    []byte // the event's JSON
+	expires time.Time
+	stored  chan struct{}
 }
 
 // Config configures a Log.
@@ -126,7 +129,7 @@ type Config struct {
 	// QueueSize bounds the events waiting for the writer; default 4096.
 	QueueSize int
 	// FlushDelay is how long queued (kube.request) events may wait for more to share
-	// their backend write; default 20ms. Negative means no wait.
+	// their backend write; default 50ms. Negative means no wait.
 	FlushDelay time.Duration
 }
 
@@ -148,7 +151,7 @@ func New(cfg Config) (*Log, error) {
 		cfg.QueueSize = 4096
 	}
 	if cfg.FlushDelay == 0 {
-		cfg.FlushDelay = 20 * time.Millisecond
+		cfg.FlushDelay = 50 * time.Millisecond
 	}
 	l := &Log{backend: cfg.Backend, clock: cfg.Clock, logger: cfg.Logger, ttl: cfg.Retention, node: cfg.Node,
 		flushDelay: cfg.FlushDelay, queue: make(chan pending, cfg.QueueSize), done: make(chan struct{})}
@@ -183,7 +186,7 @@ func (l *Log) Emit(_ context.Context, e Event) {
 		l.logger.Error("encoding audit event", "type", e.Type, "error", err)
 		return
 	}
-	p := pending{item: backend.Item{Key: []byte(Prefix + e.ID), Value: data, Expires: e.Time.Add(l.ttl)}}
+	p := pending{id: e.ID, data: data, expires: e.Time.Add(l.ttl)}
 	if !queued(e.Type) {
 		p.stored = make(chan struct{})
 	}
@@ -247,20 +250,36 @@ func (l *Log) writeLoop() {
 	}
 }
 
+// maxRecord bounds the bytes of events stored in one backend record.
+const maxRecord = 256 << 10
+
+// store writes a batch: to the backend as records of consecutive events (JSON lines,
+// keyed by the first event's ID), so that the cost of a backend write is shared by the
+// batch, and to the file in one write.
 func (l *Log) store(batch []pending) {
 	if l.backend != nil {
-		items := make([]backend.Item, len(batch))
-		for i, p := range batch {
-			items[i] = p.item
-		}
-		if err := l.backend.PutMany(context.Background(), items); err != nil {
-			l.logger.Error("storing audit events", "count", len(items), "error", err)
+		for rest := batch; len(rest) > 0; {
+			n, size := 0, 0
+			for n < len(rest) && (n == 0 || size+len(rest[n].data) < maxRecord) {
+				size += len(rest[n].data) + 1
+				n++
+			}
+			rec := rest[:n]
+			rest = rest[n:]
+			value := make([]byte, 0, size)
+			for _, p := range rec {
+				value = append(append(value, p.data...), '\n')
+			}
+			item := backend.Item{Key: []byte(Prefix + rec[0].id), Value: value, Expires: rec[len(rec)-1].expires}
+			if _, err := l.backend.Put(context.Background(), item); err != nil {
+				l.logger.Error("storing audit events", "count", len(rec), "error", err)
+			}
 		}
 	}
 	if l.file != nil {
 		var buf bytes.Buffer
 		for _, p := range batch {
-			buf.Write(p.item.Value)
+			buf.Write(p.data)
 			buf.WriteByte('\n')
 		}
 		if _, err := l.file.Write(buf.Bytes()); err != nil {
@@ -309,20 +328,22 @@ func Search(ctx context.Context, b backend.Backend, f Filter) ([]Event, error) {
 	}
 	var out []Event
 	for _, it := range items {
-		var e Event
-		if err := json.Unmarshal(it.Value, &e); err != nil {
-			continue
+		for line := range bytes.Lines(it.Value) {
+			var e Event
+			if err := json.Unmarshal(line, &e); err != nil {
+				continue
+			}
+			if !f.Since.IsZero() && e.Time.Before(f.Since) {
+				continue
+			}
+			if f.User != "" && e.User != f.User {
+				continue
+			}
+			if f.Type != "" && e.Type != f.Type && !strings.HasPrefix(e.Type, f.Type+".") {
+				continue
+			}
+			out = append(out, e)
 		}
-		if !f.Since.IsZero() && e.Time.Before(f.Since) {
-			continue
-		}
-		if f.User != "" && e.User != f.User {
-			continue
-		}
-		if f.Type != "" && e.Type != f.Type && !bytes.HasPrefix([]byte(e.Type), []byte(f.Type+".")) {
-			continue
-		}
-		out = append(out, e)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	limit := f.Limit

@@ -125,7 +125,7 @@ func TestCloseStoresQueuedEvents(t *testing.T) {
 	}
 }
 
-// gate is a backend whose PutMany waits until the test opens it.
+// gate is a backend whose Put waits until the test opens it.
 type gate struct {
 	backend.Backend
 	open    chan struct{}
@@ -133,10 +133,10 @@ type gate struct {
 	once    sync.Once
 }
 
-func (g *gate) PutMany(ctx context.Context, items []backend.Item) error {
+func (g *gate) Put(ctx context.Context, i backend.Item) (int64, error) {
 	g.once.Do(func() { close(g.entered) })
 	<-g.open
-	return g.Backend.PutMany(ctx, items)
+	return g.Backend.Put(ctx, i)
 }
 
 // A full queue makes Emit wait for room; nothing is dropped.
@@ -171,5 +171,39 @@ func TestFullQueueWaitsNeverDrops(t *testing.T) {
 	}
 	if len(got) != 4 {
 		t.Fatalf("stored %d events, want 4", len(got))
+	}
+}
+
+// A batch is one backend record; Search reads the events back out of it.
+func TestBatchIsOneRecord(t *testing.T) {
+	b := newBackend(t)
+	l, err := audit.New(audit.Config{Backend: b, FlushDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		l.Emit(t.Context(), audit.Event{Type: audit.KubeRequest, User: "bot-ci", Fields: map[string]any{"i": i}})
+	}
+	if err := l.Close(); err != nil { // the writer is still waiting for company; Close ends the wait
+		t.Fatal(err)
+	}
+	items, err := b.GetRange(t.Context(), []byte(audit.Prefix), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 {
+		t.Fatalf("10 queued events became %d backend records, want 1", len(items))
+	}
+	got, err := audit.Search(t.Context(), b, audit.Filter{User: "bot-ci"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 10 {
+		t.Fatalf("Search found %d events, want 10", len(got))
+	}
+	for i, e := range got {
+		if e.Fields["i"] != float64(i) {
+			t.Fatalf("event %d has fields %v", i, e.Fields)
+		}
 	}
 }

@@ -66,12 +66,6 @@ type Backend interface {
 	Create(ctx context.Context, i Item) (int64, error)
 	// Put writes i whether or not its key exists and returns the new revision.
 	Put(ctx context.Context, i Item) (int64, error)
-	// PutMany writes each item as Put would, in order, at a fraction of the cost of as
-	// many Puts: it is for appending many records at once (the audit log). Items written
-	// by one call may share a revision (etcd gives a transaction one revision); watchers
-	// still receive them in order. It is not atomic across items: after an error, some
-	// of the items may have been written.
-	PutMany(ctx context.Context, items []Item) error
 	// CompareAndSwap writes i only if its key's current revision is expectedRevision. It
 	// fails with errs.CompareFailed if the revision differs and errs.NotFound if the key
 	// is missing or expired.

@@ -53,27 +53,6 @@ func BenchmarkPut(b *testing.B, be backend.Backend) {
 	})
 }
 
-// BenchmarkPutMany measures appends of new keys in batches of 128, the audit log's
-// pattern; ops/s counts items, not batches.
-func BenchmarkPutMany(b *testing.B, be backend.Backend) {
-	ctx := context.Background()
-	const batch = 128
-	items := make([]backend.Item, batch)
-	n := 0
-	for b.Loop() {
-		for i := range items {
-			items[i] = backend.Item{Key: []byte(fmt.Sprintf("bench/many/%012d", n)), Value: benchValue}
-			n++
-		}
-		if err := be.PutMany(ctx, items); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if s := b.Elapsed().Seconds(); s > 0 {
-		b.ReportMetric(float64(n)/s, "ops/s")
-	}
-}
-
 // BenchmarkGet measures reads of existing keys.
 func BenchmarkGet(b *testing.B, be backend.Backend) {
 	ctx := context.Background()

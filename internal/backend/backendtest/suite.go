@@ -63,7 +63,6 @@ func RunSuite(t *testing.T, newBackend func(t *testing.T) Harness) {
 		{"DeleteRange", testDeleteRange},
 		{"GetRange", testGetRange},
 		{"Revisions", testRevisions},
-		{"PutMany", testPutMany},
 		{"WatchOrder", testWatchOrder},
 		{"WatchPrefix", testWatchPrefix},
 		{"WatchResume", testWatchResume},
@@ -374,72 +373,6 @@ func testRevisions(t *testing.T, h Harness) {
 	}
 }
 
-func testPutMany(t *testing.T, h Harness) {
-	be, ctx := h.Backend, t.Context()
-	before := put(t, be, "m/old", "was")
-	w := watch(t, be, "m/", before)
-	// More items than one etcd transaction takes, an overwrite, a repeated key, an
-	// expiring item, and an empty value.
-	var items []backend.Item
-	for i := range 150 {
-		items = append(items, backend.Item{Key: k(fmt.Sprintf("m/%03d", i)), Value: k(fmt.Sprintf("v%d", i))})
-	}
-	items = append(items,
-		backend.Item{Key: k("m/old"), Value: k("now")},
-		backend.Item{Key: k("m/000"), Value: k("again")},
-		backend.Item{Key: k("m/exp"), Value: k("soon"), Expires: h.Clock.Now().Add(time.Hour)},
-		backend.Item{Key: k("m/empty")},
-	)
-	if err := be.PutMany(ctx, items); err != nil {
-		t.Fatalf("PutMany: %v", err)
-	}
-	got, err := be.GetRange(ctx, k("m/"), 0)
-	if err != nil {
-		t.Fatalf("GetRange: %v", err)
-	}
-	if len(got) != 153 {
-		t.Fatalf("GetRange after PutMany found %d items, want 153", len(got))
-	}
-	for _, it := range got {
-		if it.Revision <= before {
-			t.Fatalf("%q has revision %d, not after %d", it.Key, it.Revision, before)
-		}
-	}
-	if it := mustGet(t, be, "m/000"); string(it.Value) != "again" {
-		t.Fatalf("repeated key: the later item must win, got %q", it.Value)
-	}
-	if it := mustGet(t, be, "m/old"); string(it.Value) != "now" {
-		t.Fatalf("overwrite: got %q", it.Value)
-	}
-	if it := mustGet(t, be, "m/exp"); !it.Expires.Equal(items[152].Expires) {
-		t.Fatalf("expiry: got %v, want %v", it.Expires, items[152].Expires)
-	}
-	if it := mustGet(t, be, "m/empty"); len(it.Value) != 0 {
-		t.Fatalf("empty value came back as %q", it.Value)
-	}
-	// Watchers see every item, in order; one call's items may share a revision.
-	var last int64
-	for i, want := range items {
-		ev := next(t, w, eventWait)
-		if ev.Type != backend.EventPut || string(ev.Item.Key) != string(want.Key) || string(ev.Item.Value) != string(want.Value) {
-			t.Fatalf("event %d = %v %q %q, want put %q %q", i, ev.Type, ev.Item.Key, ev.Item.Value, want.Key, want.Value)
-		}
-		if ev.Item.Revision < last {
-			t.Fatalf("event %d revision %d went back from %d", i, ev.Item.Revision, last)
-		}
-		last = ev.Item.Revision
-	}
-	// A bad item is refused before anything is written.
-	err = be.PutMany(ctx, []backend.Item{{Key: k("m/never"), Value: k("x")}, {Value: k("no key")}})
-	wantKind(t, "PutMany with an empty key", err, errs.BadParameter)
-	if _, err := be.Get(ctx, k("m/never")); errs.KindOf(err) != errs.NotFound {
-		t.Fatalf("PutMany wrote m/never before refusing the batch: %v", err)
-	}
-	if err := be.PutMany(ctx, nil); err != nil {
-		t.Fatalf("PutMany(nil): %v", err)
-	}
-}
-
 func watch(t *testing.T, be backend.Backend, prefix string, from int64) backend.Watcher {
 	t.Helper()
 	w, err := be.Watch(t.Context(), k(prefix), from)
@@ -710,7 +643,6 @@ func testExpiredBeforeSweep(t *testing.T, h Harness) {
 	casRev := short("x/cas")
 	short("x/delete")
 	short("x/put")
-	putManyRev := short("x/putmany")
 	h.Clock.Advance(2 * time.Second)
 
 	tests := []struct {
@@ -731,9 +663,6 @@ func testExpiredBeforeSweep(t *testing.T, h Harness) {
 			_, err := be.Put(ctx, backend.Item{Key: k("x/put"), Value: k("new")})
 			return err
 		}, errs.Unknown},
-		{"PutMany succeeds", func() error {
-			return be.PutMany(ctx, []backend.Item{{Key: k("x/putmany"), Value: k("new")}})
-		}, errs.Unknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -749,9 +678,6 @@ func testExpiredBeforeSweep(t *testing.T, h Harness) {
 	}
 	if it := mustGet(t, be, "x/create"); string(it.Value) != "new" || it.Revision <= createRev {
 		t.Fatalf("recreated item = %+v", it)
-	}
-	if it := mustGet(t, be, "x/putmany"); string(it.Value) != "new" || !it.Expires.IsZero() || it.Revision <= putManyRev {
-		t.Fatalf("item overwritten by PutMany = %+v", it)
 	}
 	if it := mustGet(t, be, "x/put"); string(it.Value) != "new" || !it.Expires.IsZero() {
 		t.Fatalf("overwritten item = %+v", it)

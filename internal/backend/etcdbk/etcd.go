@@ -382,56 +382,6 @@ func (b *Backend) Put(ctx context.Context, i backend.Item) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
-// putManyChunk keeps a PutMany transaction (a keys-only Get and a Put per item) within
-// etcd's default limit of 128 operations per transaction.
-const putManyChunk = 64
-
-// PutMany implements backend.Backend: one transaction per 64 items. Each expiring item
-// still gets its own lease, because Put revokes the lease of the value it replaces and a
-// shared lease would take the other items with it.
-func (b *Backend) PutMany(ctx context.Context, items []backend.Item) error {
-	if err := b.checkOpen(); err != nil {
-		return err
-	}
-	for _, i := range items {
-		if err := checkKey(i.Key); err != nil {
-			return err
-		}
-	}
-	for len(items) > 0 {
-		// etcd refuses a transaction that writes one key twice, so a repeated key starts
-		// the next chunk.
-		n, seen := 0, make(map[string]bool)
-		for ; n < len(items) && n < putManyChunk && !seen[string(items[n].Key)]; n++ {
-			seen[string(items[n].Key)] = true
-		}
-		chunk := items[:n]
-		items = items[n:]
-		ops := make([]clientv3.Op, 0, 2*len(chunk))
-		leases := make([]clientv3.LeaseID, 0, len(chunk))
-		for _, i := range chunk {
-			op, lease, err := b.putOp(ctx, i)
-			if err != nil {
-				b.revoke(leases...)
-				return err
-			}
-			leases = append(leases, lease)
-			ops = append(ops, clientv3.OpGet(b.key(i.Key), clientv3.WithKeysOnly()), op)
-		}
-		resp, err := b.client.Txn(ctx).Then(ops...).Commit()
-		if err != nil {
-			b.revoke(leases...)
-			return b.fail("put many", err)
-		}
-		var old []clientv3.LeaseID
-		for n := range chunk {
-			old = append(old, oldLease(resp, 2*n))
-		}
-		b.revoke(old...)
-	}
-	return nil
-}
-
 // Create implements backend.Backend.
 func (b *Backend) Create(ctx context.Context, i backend.Item) (int64, error) {
 	if err := b.checkOpen(); err != nil {

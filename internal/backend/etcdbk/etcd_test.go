@@ -200,7 +200,6 @@ func benchBackend(b *testing.B) *Backend {
 	return open(b, Config{Endpoints: []string{etcdtest.Start(b)}, Prefix: "/bench"})
 }
 
-func BenchmarkPut(b *testing.B)     { backendtest.BenchmarkPut(b, benchBackend(b)) }
-func BenchmarkGet(b *testing.B)     { backendtest.BenchmarkGet(b, benchBackend(b)) }
-func BenchmarkPutMany(b *testing.B) { backendtest.BenchmarkPutMany(b, benchBackend(b)) }
-func BenchmarkCAS(b *testing.B)     { backendtest.BenchmarkCompareAndSwap(b, benchBackend(b)) }
+func BenchmarkPut(b *testing.B) { backendtest.BenchmarkPut(b, benchBackend(b)) }
+func BenchmarkGet(b *testing.B) { backendtest.BenchmarkGet(b, benchBackend(b)) }
+func BenchmarkCAS(b *testing.B) { backendtest.BenchmarkCompareAndSwap(b, benchBackend(b)) }

@@ -47,12 +47,10 @@ const (
 const (
 	qLookup       = `SELECT expires, revision FROM kv WHERE key = ?`
 	qNextRevision = `UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision`
-	qSetRevision  = `UPDATE meta SET revision = ? WHERE id = 1`
 	qDeleteKV     = `DELETE FROM kv WHERE key = ?`
 	qDeleteEvent  = `INSERT INTO events (revision, type, key, value, expires, at) VALUES (?, ?, ?, NULL, 0, ?)`
 	qUpsert       = `INSERT INTO kv (key, value, expires, revision) VALUES (?, ?, ?, ?)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires, revision = excluded.revision`
-	qInsertNew  = `INSERT INTO kv (key, value, expires, revision) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`
 	qPutEvent   = `INSERT INTO events (revision, type, key, value, expires, at) VALUES (?, ?, ?, ?, ?, ?)`
 	qSavepoint  = "SAVEPOINT w"
 	qRollbackTo = "ROLLBACK TO w"
@@ -62,7 +60,7 @@ const (
 	qMeta       = `SELECT revision, compacted FROM meta WHERE id = 1`
 )
 
-var writerQueries = []string{qLookup, qNextRevision, qSetRevision, qRevision, qDeleteKV, qDeleteEvent, qUpsert, qInsertNew, qPutEvent,
+var writerQueries = []string{qLookup, qNextRevision, qDeleteKV, qDeleteEvent, qUpsert, qPutEvent,
 	qSavepoint, qRollbackTo, qRelease, qMeta}
 
 // readerQueries includes the watch query for each shape rangeWhere produces.
@@ -621,66 +619,6 @@ func putAt(ctx context.Context, tx ptx, i backend.Item, now, rev int64) error {
 		return err
 	}
 	_, err := tx.ExecContext(ctx, qPutEvent, rev, int(backend.EventPut), i.Key, value, exp, now)
-	return err
-}
-
-// PutMany implements backend.Backend: one transaction (one fsync) for all the items, and
-// the revision counter read and written once instead of once per item.
-func (b *Backend) PutMany(ctx context.Context, items []backend.Item) error {
-	for _, i := range items {
-		if err := checkItem(i); err != nil {
-			return err
-		}
-	}
-	if len(items) == 0 {
-		return nil
-	}
-	_, err := b.write(ctx, "put many", func(ctx context.Context, tx ptx) (int64, error) {
-		now := b.now()
-		var rev int64
-		if err := tx.QueryRowContext(ctx, qRevision).Scan(&rev); err != nil {
-			return 0, err
-		}
-		for _, i := range items {
-			rev++
-			// Appends are the common case: try the insert of a new key first, which
-			// saves the lookup; a key that exists takes Put's path.
-			value := i.Value
-			if value == nil {
-				value = []byte{}
-			}
-			exp := toNanos(i.Expires)
-			res, err := tx.ExecContext(ctx, qInsertNew, i.Key, value, exp, rev)
-			if err != nil {
-				return 0, err
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return 0, err
-			} else if n == 1 {
-				if _, err := tx.ExecContext(ctx, qPutEvent, rev, int(backend.EventPut), i.Key, value, exp, now); err != nil {
-					return 0, err
-				}
-				continue
-			}
-			cur, err := lookup(ctx, tx, i.Key, now)
-			if err != nil {
-				return 0, err
-			}
-			if !cur.live {
-				if err := deleteAt(ctx, tx, i.Key, now, rev); err != nil {
-					return 0, err
-				}
-				rev++
-			}
-			if err := putAt(ctx, tx, i, now, rev); err != nil {
-				return 0, err
-			}
-		}
-		if _, err := tx.ExecContext(ctx, qSetRevision, rev); err != nil {
-			return 0, err
-		}
-		return rev, nil
-	})
 	return err
 }
 

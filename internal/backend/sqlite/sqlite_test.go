@@ -421,7 +421,6 @@ func benchBackend(b *testing.B) *Backend {
 	return open(b, Config{Path: filepath.Join(b.TempDir(), "bench.db")})
 }
 
-func BenchmarkPut(b *testing.B)     { backendtest.BenchmarkPut(b, benchBackend(b)) }
-func BenchmarkGet(b *testing.B)     { backendtest.BenchmarkGet(b, benchBackend(b)) }
-func BenchmarkPutMany(b *testing.B) { backendtest.BenchmarkPutMany(b, benchBackend(b)) }
-func BenchmarkCAS(b *testing.B)     { backendtest.BenchmarkCompareAndSwap(b, benchBackend(b)) }
+func BenchmarkPut(b *testing.B) { backendtest.BenchmarkPut(b, benchBackend(b)) }
+func BenchmarkGet(b *testing.B) { backendtest.BenchmarkGet(b, benchBackend(b)) }
+func BenchmarkCAS(b *testing.B) { backendtest.BenchmarkCompareAndSwap(b, benchBackend(b)) }
