@@ -310,6 +310,21 @@ func TestAgentReverseTunnel(t *testing.T) {
 		}
 	})
 
+	t.Run("tctl kube can-i asks the tunnelled cluster", func(t *testing.T) {
+		canI := func(args ...string) (string, error) {
+			full := append([]string{"-c", s.env.ConfigPath(), "kube", "can-i", "--user=alice", "--cluster=" + guideCluster}, args...)
+			out, err := exec.Command(filepath.Join(binDir, "tctl"), full...).CombinedOutput()
+			return string(out), err
+		}
+		if out, err := canI("create", "deployments.apps", "-n", "default"); err != nil || strings.TrimSpace(out) != "yes" {
+			t.Errorf("can-i create deployments: %v\n%s", err, out)
+		}
+		out, err := canI("create", "clusterrolebindings.rbac.authorization.k8s.io")
+		if err == nil || !strings.HasPrefix(out, "no - denied by the cluster's RBAC (as alice, groups editor,system:authenticated)") {
+			t.Errorf("can-i create clusterrolebindings: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("exec through the tunnel", func(t *testing.T) {
 		kubectlExec(t, kc, "true", "hello-ws")
 		kubectlExec(t, kc, "false", "hello-spdy")

@@ -110,7 +110,9 @@ func checkKubeAudit(t *testing.T, s *kubeSetup) {
 			return e.Type == typ && e.Fields["subresource"] == "exec" && e.Fields["name"] == "web-0"
 		}
 	}
-	isPortForward := func(e audit.Event) bool { return e.Type == audit.SessionEnd && e.Fields["subresource"] == "portforward" }
+	isPortForward := func(e audit.Event) bool {
+		return e.Type == audit.SessionEnd && e.Fields["subresource"] == "portforward"
+	}
 	waitUntil(t, 10*time.Second, func() bool {
 		resp, err := s.admin.SearchAudit(context.Background(), &pb.SearchAuditRequest{User: "alice", Limit: 10000})
 		if err != nil {

@@ -175,17 +175,33 @@ func (s *Service) SubjectAccessReview(ctx context.Context, cluster, user string,
 	if !ok {
 		return false, "", errs.NotFoundf("kube cluster %q is not served here", cluster)
 	}
-	cs, err := kubernetes.NewForConfig(c.Config)
+	return c.SubjectAccessReview(ctx, user, groups, verb, group, resource, subresource, namespace, name)
+}
+
+// SubjectAccessReview asks the cluster's API server whether user, in groups, may do verb
+// on the resource. It sends a SelfSubjectAccessReview impersonating user and groups, as
+// the proxy sends every request: the Kubernetes Service's credentials need nothing beyond
+// the impersonate permission they already have, and a cluster behind a reverse tunnel
+// (no Config; the agent adds its credentials) answers it like any forwarded request. It
+// returns the answer and the API server's reason.
+func (c *Cluster) SubjectAccessReview(ctx context.Context, user string, groups []string, verb, group, resource, subresource, namespace, name string) (bool, string, error) {
+	var rc *rest.Config
+	if c.Config != nil {
+		rc = rest.CopyConfig(c.Config)
+	} else {
+		rc = &rest.Config{Host: c.Server.String(), Transport: c.Transport}
+	}
+	rc.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return false, "", err
 	}
-	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User: user, Groups: groups,
+	ssar := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Group: group, Resource: resource, Subresource: subresource, Namespace: namespace, Name: name},
 	}}
-	out, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+	out, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, ssar, metav1.CreateOptions{})
 	if err != nil {
-		return false, "", fmt.Errorf("SubjectAccessReview on %q: %w", cluster, err)
+		return false, "", fmt.Errorf("SelfSubjectAccessReview as %q on %q: %w", user, c.Name, err)
 	}
 	reason := out.Status.Reason
 	if out.Status.EvaluationError != "" {

@@ -442,8 +442,8 @@ func newForwarder(cfg KubeConfig) http.Handler {
 				pr.Out.Header.Set("Accept", "application/json")
 			}
 		},
-		Transport:      clusterTransport{},
-		BufferPool:     &copyBuffers,
+		Transport:  clusterTransport{},
+		BufferPool: &copyBuffers,
 		// 0, not -1: ReverseProxy flushes responses of unknown length (watches,
 		// followed logs) at every write anyway, and leaving the rest to the server's
 		// buffer sends a small GET's headers and body in one write instead of three.

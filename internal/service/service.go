@@ -170,9 +170,13 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 			return nil, err
 		}
 		p.kube = ks
-		a.SetKubeReviewer(kubeReviewer{ks})
 	}
 	lc := &localClusters{auth: a, kube: p.kube}
+	if p.kube != nil {
+		a.SetKubeReviewer(kubeReviewer{clusterReviewer{lc}, p.kube})
+	} else {
+		a.SetKubeReviewer(clusterReviewer{lc})
+	}
 	p.tunnels = proxy.NewTunnels(proxy.TunnelConfig{Auth: a, Registered: lc.KubeCluster, Logger: opts.Logger.With("component", "tunnel"),
 		Context: p.bg, Changes: a.Cache().Subscribe()})
 	lc.tunnels = p.tunnels
@@ -566,19 +570,30 @@ func (h heartbeater) HeartbeatKubeClusters(ctx context.Context, clusters []*type
 	return h.auth.HeartbeatKubeClusters(ctx, auth.Actor{}, clusters, ttl)
 }
 
-// kubeReviewer lets the Auth Service's `kube can-i` ask this process's clusters.
-type kubeReviewer struct{ kube *kube.Service }
+// clusterReviewer lets the Auth Service's `kube can-i` ask any cluster this process
+// forwards to: one of its own Kubernetes Service, or one behind a reverse tunnel.
+type clusterReviewer struct{ clusters *localClusters }
 
-// TokenReview also makes kubeReviewer an auth.KubeTokenReviewer: the kubernetes join
-// method checks service account tokens with this process's cluster.
+func (r clusterReviewer) SubjectAccessReview(ctx context.Context, cluster, user string, groups []string, a auth.ResourceAttributes) (bool, string, error) {
+	c, ok := r.clusters.Forwarder(cluster)
+	if !ok {
+		return false, "", errs.NotFoundf("kube cluster %q is not reachable from this process: no Kubernetes Service here serves it and no reverse tunnel to it is open", cluster)
+	}
+	return c.SubjectAccessReview(ctx, user, groups, a.Verb, a.Group, a.Resource, a.Subresource, a.Namespace, a.Name)
+}
+
+// kubeReviewer is clusterReviewer for a process with its own Kubernetes Service, which
+// can also check service account tokens (the kubernetes join method) with its cluster.
+type kubeReviewer struct {
+	clusterReviewer
+	kube *kube.Service
+}
+
+// TokenReview makes kubeReviewer an auth.KubeTokenReviewer.
 func (k kubeReviewer) TokenReview(ctx context.Context, token string) (*auth.ServiceAccountReview, error) {
 	r, err := k.kube.TokenReview(ctx, token)
 	if err != nil {
 		return nil, err
 	}
 	return &auth.ServiceAccountReview{Cluster: r.Cluster, Authenticated: r.Authenticated, Error: r.Error, Username: r.Username, Groups: r.Groups, Extra: r.Extra}, nil
-}
-
-func (k kubeReviewer) SubjectAccessReview(ctx context.Context, cluster, user string, groups []string, a auth.ResourceAttributes) (bool, string, error) {
-	return k.kube.SubjectAccessReview(ctx, cluster, user, groups, a.Verb, a.Group, a.Resource, a.Subresource, a.Namespace, a.Name)
 }
