@@ -337,6 +337,7 @@ func TestAgentReverseTunnel(t *testing.T) {
 		tunnelStream(t, kc, []string{"logs", "-f", "web-0"}, "second line", func() { _ = s.kube.AppendPodLog("second line") })
 		tunnelStream(t, kc, []string{"get", "pods", "-w", "-n", "default"}, "web-9", func() { _ = s.kube.CreatePod(context.Background(), "default", "web-9") })
 		tunnelPortForward(t, kc)
+		kubectlAttach(t, s.kube, kc)
 	})
 
 	t.Run("the token cannot be reused", func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
 	"github.com/keyport/keyport/internal/audit"
+	"github.com/keyport/keyport/internal/testenv/kubeenv"
 	"github.com/keyport/keyport/internal/testenv/tools"
 )
 
@@ -83,7 +84,19 @@ func TestKubectlVerbs(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) { tunnelStream(t, kc, st.args, st.want, st.poke) })
 	}
 	t.Run("port-forward", func(t *testing.T) { tunnelPortForward(t, kc) })
+	t.Run("attach", func(t *testing.T) { kubectlAttach(t, s.kube, kc) })
 	t.Run("audit", func(t *testing.T) { checkKubeAudit(t, s) })
+}
+
+// kubectlAttach attaches to a kwok pod over WebSocket and over SPDY and sees lines
+// written to the container's output after the attach started.
+func kubectlAttach(t *testing.T, k *kubeenv.Env, kc string) {
+	t.Helper()
+	for _, ws := range []string{"true", "false"} {
+		if err := kubeenv.CheckAttach(context.Background(), tools.Path(t, "kubectl"), kc, "web-0", k.AppendPodLog, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS="+ws); err != nil {
+			t.Errorf("attach (websockets=%s): %v", ws, err)
+		}
+	}
 }
 
 // checkKubeAudit finds, in the audit log, the events SPEC section 10 asks for of the
@@ -126,7 +139,8 @@ func checkKubeAudit(t *testing.T, s *kubeSetup) {
 			}
 			events = append(events, e)
 		}
-		return len(find(isApply)) == 1 && len(find(isExec(audit.SessionEnd))) == 2 && len(find(isPortForward)) >= 1
+		return len(find(isApply)) == 1 && len(find(isExec(audit.SessionEnd))) == 2 && len(find(isPortForward)) >= 1 &&
+			len(find(func(e audit.Event) bool { return e.Type == audit.SessionEnd && e.Fields["subresource"] == "attach" })) == 2
 	})
 	if n := len(find(isApply)); n != 1 {
 		t.Fatalf("want one kube.request for kubectl apply's create of configmap guide, found %d among %d events", n, len(events))
@@ -142,6 +156,9 @@ func checkKubeAudit(t *testing.T, s *kubeSetup) {
 	}
 	if starts, ends := find(isExec(audit.SessionStart)), find(isExec(audit.SessionEnd)); len(starts) != 2 || len(ends) != 2 {
 		t.Errorf("exec sessions: %d session.start and %d session.end events, want 2 and 2", len(starts), len(ends))
+	}
+	if n := len(find(func(e audit.Event) bool { return e.Type == audit.SessionEnd && e.Fields["subresource"] == "attach" })); n != 2 {
+		t.Errorf("attach sessions: %d session.end events, want 2", n)
 	}
 	if n := len(find(func(e audit.Event) bool { return e.Type == audit.KubeRequest && e.Fields["verb"] == "watch" })); n == 0 {
 		t.Error("no kube.request event for the get -w watch")

@@ -239,6 +239,14 @@ func TestKwokPods(t *testing.T) {
 		}
 	})
 
+	t.Run("attach", func(t *testing.T) {
+		// kwok's attach follows the pod log from its end: lines appended after the
+		// attach has started come out of kubectl attach.
+		if err := kubeenv.CheckAttach(ctx, kubectl, env.KubeconfigPath, pods[0], env.AppendPodLog); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("port-forward", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()

@@ -38,7 +38,8 @@ var kwokStages = []string{"node-fast", "node-heartbeat", "pod-fast"}
 // exec/port-forward/logs; the parallelism knobs must be non-zero or nothing is played.
 // ClusterExec runs `kubectl exec` commands on this machine, as the test's user, in
 // directory %[1]q; ClusterPortForward sends every forwarded port of every pod to
-// 127.0.0.1:%[3]d; ClusterLogs serves file %[2]q as the log of every container.
+// 127.0.0.1:%[3]d; ClusterLogs serves file %[2]q as the log of every container, and
+// ClusterAttach streams the lines appended to it after an attach starts.
 // Paths are quoted with %q, which YAML reads as a double-quoted string.
 const kwokConfig = `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
@@ -81,6 +82,14 @@ spec:
   logs:
   - logsFile: %[2]q
     follow: true
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterAttach
+metadata:
+  name: local
+spec:
+  attaches:
+  - logsFile: %[2]q
 `
 
 func (e *Env) startKwok(ctx context.Context, bin string) error {
