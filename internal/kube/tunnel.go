@@ -248,6 +248,7 @@ func (s *Service) TunnelHandler() http.Handler {
 			return r.Context().Value(keyTunnelCluster).(*Cluster).Transport.RoundTrip(r)
 		}),
 		FlushInterval: -1,
+		BufferPool:    &tunnelBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
 				return
@@ -434,3 +435,12 @@ func (l *oneConnListener) Close() error {
 }
 
 func (l *oneConnListener) Addr() net.Addr { return l.addr }
+
+// tunnelBuffers are the tunnel forwarder's copy buffers, pooled instead of 32 KiB
+// allocated per request, and 8 KiB because a watch holds its buffer while it is open.
+var tunnelBuffers = bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }

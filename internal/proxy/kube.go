@@ -429,7 +429,18 @@ func withAudit(next http.Handler, cfg KubeConfig, m *metrics) http.Handler {
 // newForwarder sends the request to the cluster's API server with the Kubernetes
 // Service's credentials.
 func newForwarder(cfg KubeConfig) http.Handler {
-	rp := &httputil.ReverseProxy{
+	rp, streams := newReverseProxy(cfg, &copyBuffers), newReverseProxy(cfg, &streamBuffers)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isStream(infoFrom(r.Context()), r) {
+			streams.ServeHTTP(w, r)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
+}
+
+func newReverseProxy(cfg KubeConfig, buffers httputil.BufferPool) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			fw := clusterFrom(pr.In.Context())
 			pr.SetURL(fw.Server)
@@ -443,7 +454,7 @@ func newForwarder(cfg KubeConfig) http.Handler {
 			}
 		},
 		Transport:  clusterTransport{},
-		BufferPool: &copyBuffers,
+		BufferPool: buffers,
 		// 0, not -1: ReverseProxy flushes responses of unknown length (watches,
 		// followed logs) at every write anyway, and leaving the rest to the server's
 		// buffer sends a small GET's headers and body in one write instead of three.
@@ -457,20 +468,27 @@ func newForwarder(cfg KubeConfig) http.Handler {
 			writeStatus(w, http.StatusBadGateway, "kube cluster \""+clusterFrom(r.Context()).Name+"\" is unreachable: "+err.Error())
 		},
 	}
-	return rp
 }
 
 // copyBuffers are ReverseProxy's response copy buffers. Without a pool it allocates
 // 32 KiB for every request (70% of the bytes the chain allocates on a small GET).
-var copyBuffers bufferPool
+var copyBuffers = bufferPool{size: 32 << 10}
 
-type bufferPool struct{ p sync.Pool }
+// streamBuffers serve watches and followed logs, which hold their buffer for as long as
+// they stay open while moving little: 4 KiB instead of 32 KiB is most of an idle
+// watch's memory in the proxy.
+var streamBuffers = bufferPool{size: 4 << 10}
+
+type bufferPool struct {
+	size int
+	p    sync.Pool
+}
 
 func (b *bufferPool) Get() []byte {
 	if buf, ok := b.p.Get().(*[]byte); ok {
 		return *buf
 	}
-	return make([]byte, 32<<10)
+	return make([]byte, b.size)
 }
 
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
