@@ -103,6 +103,7 @@ type Log struct {
 	mu     sync.RWMutex
 	closed bool
 	queue  chan pending
+	wake   chan struct{} // cuts the writer's FlushDelay short
 	done   chan struct{} // closed when the writer has stored everything and ended
 
 	closeOnce sync.Once
@@ -136,8 +137,8 @@ type Config struct {
 	FlushDelay time.Duration
 }
 
-// maxBatch bounds the events the writer stores in one backend call.
-const maxBatch = 256
+// maxRecordEvents bounds the events in one backend record.
+const maxRecordEvents = 256
 
 // New opens the audit log and starts its writer; Close stops it.
 func New(cfg Config) (*Log, error) {
@@ -157,7 +158,7 @@ func New(cfg Config) (*Log, error) {
 		cfg.FlushDelay = 50 * time.Millisecond
 	}
 	l := &Log{backend: cfg.Backend, clock: cfg.Clock, logger: cfg.Logger, ttl: cfg.Retention, node: cfg.Node,
-		flushDelay: cfg.FlushDelay, zw: newGzip(), queue: make(chan pending, cfg.QueueSize), done: make(chan struct{})}
+		flushDelay: cfg.FlushDelay, zw: newGzip(), queue: make(chan pending, cfg.QueueSize), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating audit directory: %w", err)
@@ -200,45 +201,41 @@ func (l *Log) Emit(_ context.Context, e Event) {
 		return
 	}
 	l.queue <- p // waits for room when the writer is behind: events are never dropped
+	if p.stored != nil || len(l.queue) >= cap(l.queue)/2 {
+		select {
+		case l.wake <- struct{}{}:
+		default: // already woken
+		}
+	}
 	l.mu.RUnlock()
 	if p.stored != nil {
 		<-p.stored
 	}
 }
 
-// writeLoop is the one goroutine that stores events, a batch at a time. A batch is
-// stored at once when it holds an event whose Emit is waiting; a batch of queued events
-// only waits up to FlushDelay for company, so that a busy proxy pays for one backend
-// transaction (one fsync) per FlushDelay instead of one per request. The delay runs on
+// writeLoop is the one goroutine that stores events, a batch at a time. It wakes for the
+// first event of a batch; when that event is queued (kube.request), it sleeps up to
+// FlushDelay and then takes everything queued, so that a busy proxy pays for one backend
+// transaction (one fsync) and one wake-up per FlushDelay instead of one per request. An
+// Emit that waits, a half-full queue and Close cut the sleep short. The delay runs on
 // real time, not the Clock: it bounds latency, and a fake clock must not stall it.
 func (l *Log) writeLoop() {
 	defer close(l.done)
-	batch := make([]pending, 0, maxBatch)
+	var batch []pending
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for p := range l.queue {
 		batch = append(batch[:0], p)
 		if p.stored == nil && l.flushDelay > 0 {
 			timer.Reset(l.flushDelay)
-		collect:
-			for len(batch) < maxBatch {
-				select {
-				case p, ok := <-l.queue:
-					if !ok {
-						break collect
-					}
-					batch = append(batch, p)
-					if p.stored != nil {
-						break collect
-					}
-				case <-timer.C:
-					break collect
-				}
+			select {
+			case <-timer.C:
+			case <-l.wake:
 			}
 			timer.Stop()
 		}
 	drain:
-		for len(batch) < maxBatch {
+		for {
 			select {
 			case p, ok := <-l.queue:
 				if !ok {
@@ -271,7 +268,7 @@ func (l *Log) store(batch []pending) {
 	if l.backend != nil {
 		for rest := batch; len(rest) > 0; {
 			n, size := 0, 0
-			for n < len(rest) && (n == 0 || size+len(rest[n].data) < maxRecord) {
+			for n < len(rest) && n < maxRecordEvents && (n == 0 || size+len(rest[n].data) < maxRecord) {
 				size += len(rest[n].data) + 1
 				n++
 			}
@@ -315,6 +312,10 @@ func (l *Log) Close() error {
 	if !l.closed {
 		l.closed = true
 		close(l.queue)
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
 	}
 	l.mu.Unlock()
 	<-l.done
