@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,6 +177,21 @@ func New(cfg Config) (*Log, error) {
 // queued reports whether Emit returns before an event of type typ is stored.
 func queued(typ string) bool { return typ == KubeRequest }
 
+// newID makes a unique, time-ordered event ID: the time, this process's node name and a
+// sequence number, "20261125T150405.123456789-node-00000042".
+func (l *Log) newID(t time.Time) string {
+	b := make([]byte, 0, 48+len(l.node))
+	b = t.UTC().AppendFormat(b, "20060102T150405.000000000")
+	b = append(b, '-')
+	b = append(b, l.node...)
+	b = append(b, '-')
+	n := strconv.AppendUint(nil, l.seq.Add(1), 10)
+	for range 8 - len(n) {
+		b = append(b, '0')
+	}
+	return string(append(b, n...))
+}
+
 // Emit records e. A failure to record is logged, not returned: the action it describes
 // has already happened. The event outlives the request it describes, so a cancelled ctx
 // (a stream ended by a lock, a client that hung up) does not stop it being recorded.
@@ -183,14 +199,8 @@ func (l *Log) Emit(_ context.Context, e Event) {
 	if e.Time.IsZero() {
 		e.Time = l.clock.Now().UTC()
 	}
-	n := l.seq.Add(1)
-	e.ID = fmt.Sprintf("%s-%s-%08d", e.Time.UTC().Format("20060102T150405.000000000"), l.node, n)
-	data, err := json.Marshal(e)
-	if err != nil {
-		l.logger.Error("encoding audit event", "type", e.Type, "error", err)
-		return
-	}
-	p := pending{id: e.ID, data: data, expires: e.Time.Add(l.ttl)}
+	e.ID = l.newID(e.Time)
+	p := pending{id: e.ID, data: e.appendJSON(make([]byte, 0, 512)), expires: e.Time.Add(l.ttl)}
 	if !queued(e.Type) {
 		p.stored = make(chan struct{})
 	}
