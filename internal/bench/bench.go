@@ -2,8 +2,9 @@
 // API server directly: it starts a real control plane (internal/testenv/kubeenv, with
 // kwok) and a whole Keyport cluster in this process, enrolls the cluster with the guide's
 // role and ClusterRoleBinding, and runs interleaved rounds — direct, through Keyport,
-// direct, … — where the direct client impersonates the same user and groups that Keyport
-// impersonates, so that the API server does the same work on both paths. It is what
+// through a bare Go reverse proxy (the reference, GET rounds only), direct, … — where the
+// direct client impersonates the same user and groups that Keyport impersonates, so that
+// the API server does the same work on every path. It is what
 // `make bench` runs after the storage benchmarks.
 //
 // Everything Keyport-side (client, proxy, audit log) runs in this one process, so CPU
@@ -114,11 +115,18 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
+	bare, err := newHTTPClient(s.bare)
+	if err != nil {
+		return err
+	}
 	paths := []path{{"direct", s.direct, direct}, {"keyport", s.viaKeyport, viaKeyport}}
+	// The GET rounds also measure the bare reverse proxy, the reference for Keyport's
+	// own cost (see startBareProxy).
+	withBare := append(slices.Clone(paths), path{"bare", s.bare, bare})
 
 	var res results
 	// Warm-up: connections, TLS sessions, the proxy's caches, the API server's.
-	for _, p := range paths {
+	for _, p := range withBare {
 		if _, err := runRound(ctx, p.client, p.cfg.Host+podPath, o.Clients, time.Second); err != nil {
 			return fmt.Errorf("warm-up %s: %w", p.name, err)
 		}
@@ -127,13 +135,13 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (err error) {
 		return func(p path) (roundResult, error) { return runRound(ctx, p.client, p.cfg.Host+apiPath, clients, d) }
 	}
 	log.Info("GET rounds", "rounds", o.Rounds, "duration", o.Duration, "clients", o.Clients)
-	if res.get, err = interleave(paths, o.Rounds, "GET", get(o.Clients, o.Duration, podPath)); err != nil {
+	if res.get, err = interleave(withBare, o.Rounds, "GET", get(o.Clients, o.Duration, podPath)); err != nil {
 		return err
 	}
 	// One client at a time: latency without queueing, which at 16 clients on a busy
 	// machine is mostly waiting for a core.
 	log.Info("single-client GET rounds", "rounds", o.Rounds, "duration", o.Duration)
-	if res.single, err = interleave(paths, o.Rounds, "single-client GET", get(1, o.Duration, podPath)); err != nil {
+	if res.single, err = interleave(withBare, o.Rounds, "single-client GET", get(1, o.Duration, podPath)); err != nil {
 		return err
 	}
 	for _, p := range paths {
@@ -145,7 +153,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (err error) {
 	if res.list, err = interleave(paths, o.Rounds, "LIST", get(1, o.ListDuration, listPath)); err != nil {
 		return err
 	}
-	if err := checkRounds(res.get[0], res.get[1], res.single[0], res.single[1], res.list[0], res.list[1]); err != nil {
+	if err := checkRounds(slices.Concat(res.get, res.single, res.list)...); err != nil {
 		return err
 	}
 
@@ -176,9 +184,10 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (err error) {
 	return nil
 }
 
-// interleave runs round on each path in turn, rounds times (direct, keyport, direct, …),
+// interleave runs round on each path in turn, rounds times (direct, keyport, bare, direct, …),
 // so that a change in the machine's load hits both paths alike.
-func interleave(paths []path, rounds int, what string, round func(path) (roundResult, error)) (out [2][]roundResult, err error) {
+func interleave(paths []path, rounds int, what string, round func(path) (roundResult, error)) (out [][]roundResult, err error) {
+	out = make([][]roundResult, len(paths))
 	for i := range rounds {
 		for j, p := range paths {
 			r, err := round(p)
@@ -198,9 +207,10 @@ type path struct {
 	client *http.Client
 }
 
-// results hold every round, [0] direct and [1] through Keyport.
+// results hold every round, [0] direct, [1] through Keyport and, for get and single,
+// [2] through the bare reverse proxy.
 type results struct {
-	get, single, list [2][]roundResult
+	get, single, list [][]roundResult
 
 	watchRSS        [2]int64 // RSS growth with the watches open
 	watchGoroutines [2]int

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 )
@@ -20,25 +21,30 @@ func report(w io.Writer, o Options, env environment, res *results) {
 	fmt.Fprintf(w, "\nKeyport proxy bench: %d cores (GOMAXPROCS %d), %s, Kubernetes %s, load average %s before, %s after, run took %s\n",
 		env.cores, env.maxprocs, env.goVersion, env.k8sVersion, env.loadBefore, env.loadAfter, env.took.Round(time.Second))
 
-	fmt.Fprintf(w, "\nRounds (interleaved direct, keyport, direct, …):\n")
+	fmt.Fprintf(w, "\nRounds (interleaved direct, keyport, bare, direct, …; bare is the reference Go reverse proxy, GET only):\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "round\tpath\tGET req/s\tp50\tp99\tCPU/GET here\tAPI server+etcd CPU/GET\t1-client p50\t1-client p99\tLIST MiB/s\tLIST p50\n")
 	for i := range o.Rounds {
-		for j, name := range []string{"direct", "keyport"} {
-			g, one, l := res.get[j][i], res.single[j][i], res.list[j][i]
-			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s\n", i+1, name, g.perSecond(), ms(g.quantile(0.5)), ms(g.quantile(0.99)),
-				us(g.cpuPerRequest()), us(g.cpCPUPerRequest()), ms(one.quantile(0.5)), ms(one.quantile(0.99)), mib(l.bytesPerSecond()), ms(l.quantile(0.5)))
+		for j, name := range []string{"direct", "keyport", "bare"}[:len(res.get)] {
+			g, one := res.get[j][i], res.single[j][i]
+			list := "-\t-"
+			if j < len(res.list) {
+				l := res.list[j][i]
+				list = fmt.Sprintf("%.1f\t%s", mib(l.bytesPerSecond()), ms(l.quantile(0.5)))
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, name, g.perSecond(), ms(g.quantile(0.5)), ms(g.quantile(0.99)),
+				us(g.cpuPerRequest()), us(g.cpCPUPerRequest()), ms(one.quantile(0.5)), ms(one.quantile(0.99)), list)
 		}
 	}
 	_ = tw.Flush()
 
 	var (
-		getRate, p50, p99, cpu [2]float64
-		cpCPU                  [2]float64
-		listRate, listP50      [2]float64
-		oneP50, oneP99         [2]float64
+		getRate, p50, p99, cpu [3]float64
+		cpCPU                  [3]float64
+		listRate, listP50      [3]float64
+		oneP50, oneP99         [3]float64
 	)
-	for j := range 2 {
+	for j := range res.get {
 		getRate[j] = median(each(res.get[j], roundResult.perSecond))
 		p50[j] = float64(median(each(res.get[j], func(r roundResult) time.Duration { return r.quantile(0.5) })))
 		p99[j] = float64(median(each(res.get[j], func(r roundResult) time.Duration { return r.quantile(0.99) })))
@@ -46,15 +52,23 @@ func report(w io.Writer, o Options, env environment, res *results) {
 		cpCPU[j] = float64(median(each(res.get[j], roundResult.cpCPUPerRequest)))
 		oneP50[j] = float64(median(each(res.single[j], func(r roundResult) time.Duration { return r.quantile(0.5) })))
 		oneP99[j] = float64(median(each(res.single[j], func(r roundResult) time.Duration { return r.quantile(0.99) })))
+	}
+	for j := range res.list {
 		listRate[j] = median(each(res.list[j], roundResult.bytesPerSecond))
 		listP50[j] = float64(median(each(res.list[j], func(r roundResult) time.Duration { return r.quantile(0.5) })))
+	}
+	// Per-round ratios show how much the machine's other load moves a single round.
+	var roundRatios []float64
+	for i := range res.get[0] {
+		roundRatios = append(roundRatios, ratio(res.get[1][i].perSecond(), res.get[0][i].perSecond()))
 	}
 	d := func(f float64) time.Duration { return time.Duration(f) }
 
 	fmt.Fprintf(w, "\nMedians of %d rounds:\n", o.Rounds)
 	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, " metric\t direct\t through Keyport\t ratio (keyport/direct) or added")
-	fmt.Fprintf(tw, " GET pod, %d clients, %s rounds (req/s)\t %.0f\t %.0f\t %.2f\n", o.Clients, o.Duration, getRate[0], getRate[1], ratio(getRate[1], getRate[0]))
+	fmt.Fprintf(tw, " GET pod, %d clients, %s rounds (req/s)\t %.0f\t %.0f\t %.2f (rounds %.2f–%.2f)\n", o.Clients, o.Duration, getRate[0], getRate[1],
+		ratio(getRate[1], getRate[0]), slices.Min(roundRatios), slices.Max(roundRatios))
 	fmt.Fprintf(tw, " GET p50 latency, %d clients\t %s\t %s\t %s\n", o.Clients, ms(d(p50[0])), ms(d(p50[1])), signedMS(d(p50[1]-p50[0])))
 	fmt.Fprintf(tw, " GET p99 latency, %d clients\t %s\t %s\t %s added p99\n", o.Clients, ms(d(p99[0])), ms(d(p99[1])), signedMS(d(p99[1]-p99[0])))
 	fmt.Fprintf(tw, " GET p50 latency, 1 client\t %s\t %s\t %s\n", ms(d(oneP50[0])), ms(d(oneP50[1])), signedMS(d(oneP50[1]-oneP50[0])))
@@ -69,6 +83,16 @@ func report(w io.Writer, o Options, env environment, res *results) {
 	fmt.Fprintf(tw, " CPU per GET, this process (µs)\t %s (client)\t %s (client+proxy)\t %s proxy\n", us(d(cpu[0])), us(d(cpu[1])), signedUS(d(cpu[1]-cpu[0])))
 	fmt.Fprintf(tw, " CPU per GET, kube-apiserver + etcd (µs)\t %s\t %s\t %.2f\n", us(d(cpCPU[0])), us(d(cpCPU[1])), ratio(cpCPU[1], cpCPU[0]))
 	_ = tw.Flush()
+	if len(res.get) > 2 {
+		fmt.Fprintf(w, "\nReference, measured in the same rounds: a bare Go httputil.ReverseProxy in this process (TLS and HTTP/2\n"+
+			"on both sides, the same impersonation headers; no client certificate, authorisation or audit):\n")
+		tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+		fmt.Fprintln(tw, " metric\t bare Go proxy\t through Keyport")
+		fmt.Fprintf(tw, " GET pod, %d clients (ratio to direct)\t %.2f\t %.2f\n", o.Clients, ratio(getRate[2], getRate[0]), ratio(getRate[1], getRate[0]))
+		fmt.Fprintf(tw, " GET p99 latency, 1 client (added)\t %s\t %s\n", signedMS(d(oneP99[2]-oneP99[0])), signedMS(d(oneP99[1]-oneP99[0])))
+		fmt.Fprintf(tw, " CPU per GET, proxy (µs)\t %s\t %s\n", signedUS(d(cpu[2]-cpu[0])), signedUS(d(cpu[1]-cpu[0])))
+		_ = tw.Flush()
+	}
 	if cpu[1] > cpu[0] && cpCPU[0] > 0 {
 		// On a machine where Keyport competes with the API server for the same cores, a
 		// CPU-bound run cannot do better than the share of CPU the proxy leaves.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -63,6 +64,10 @@ type setup struct {
 	// /v1/kube/<cluster>, as in the kubeconfig tbot or tsh would write.
 	direct, viaKeyport *rest.Config
 	k8sVersion         string
+
+	// bare is the reference: a bare Go reverse proxy in front of the API server.
+	bare    *rest.Config
+	bareSrv *httptest.Server
 }
 
 func startSetup(ctx context.Context, opts Options, log *slog.Logger) (_ *setup, err error) {
@@ -138,6 +143,10 @@ func startSetup(ctx context.Context, opts Options, log *slog.Logger) (_ *setup, 
 	s.direct = rest.CopyConfig(s.kube.Config)
 	s.direct.Impersonate = rest.ImpersonationConfig{UserName: benchUser, Groups: []string{editorGroup, systemAuthenticated}}
 
+	if s.bareSrv, s.bare, err = startBareProxy(s.kube.Config); err != nil {
+		return nil, fmt.Errorf("bare reverse proxy: %w", err)
+	}
+
 	if err := s.createNamespaces(startCtx); err != nil {
 		return nil, err
 	}
@@ -149,7 +158,7 @@ func startSetup(ctx context.Context, opts Options, log *slog.Logger) (_ *setup, 
 	log.Info("ConfigMaps created", "took", time.Since(began).Round(time.Millisecond))
 
 	// The role reaches the proxy through the cache's watch: wait until both paths answer.
-	for _, cfg := range []*rest.Config{s.direct, s.viaKeyport} {
+	for _, cfg := range []*rest.Config{s.direct, s.viaKeyport, s.bare} {
 		hc, err := newHTTPClient(cfg)
 		if err != nil {
 			return nil, err
@@ -168,6 +177,9 @@ func startSetup(ctx context.Context, opts Options, log *slog.Logger) (_ *setup, 
 // close stops Keyport and the control plane and removes the state; errors are logged,
 // since there is nothing left to do about them.
 func (s *setup) close(log *slog.Logger) {
+	if s.bareSrv != nil {
+		s.bareSrv.Close()
+	}
 	if s.keyport != nil {
 		if err := s.keyport.Stop(); err != nil {
 			log.Warn("stopping keyport", "error", err)
