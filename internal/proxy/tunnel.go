@@ -43,6 +43,9 @@ type TunnelConfig struct {
 type Tunnels struct {
 	cfg TunnelConfig
 
+	stop     chan struct{} // closed by CloseAll
+	stopOnce sync.Once
+
 	mu        sync.Mutex
 	byCluster map[string][]*tunnel // newest last
 }
@@ -66,12 +69,16 @@ func NewTunnels(cfg TunnelConfig) *Tunnels {
 	if cfg.Context == nil {
 		cfg.Context = context.Background()
 	}
-	ts := &Tunnels{cfg: cfg, byCluster: map[string][]*tunnel{}}
+	ts := &Tunnels{cfg: cfg, byCluster: map[string][]*tunnel{}, stop: make(chan struct{})}
 	if cfg.Changes != nil {
 		go ts.enforceLocks()
 	}
 	return ts
 }
+
+// CloseAll closes every tunnel and refuses new ones: the process is stopping. The
+// tunnels' handlers own hijacked connections, which http.Server.Close does not reach.
+func (ts *Tunnels) CloseAll() { ts.stopOnce.Do(func() { close(ts.stop) }) }
 
 // enforceLocks closes the tunnels of host identities that have been locked.
 func (ts *Tunnels) enforceLocks() {
@@ -134,6 +141,12 @@ func (ts *Tunnels) Connected() []string {
 // system role kube and ask, in HTTP/1.1, to upgrade to kube.TunnelProtocol. The
 // handler then owns the connection until the tunnel ends.
 func (ts *Tunnels) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-ts.stop:
+		writeStatus(w, http.StatusServiceUnavailable, "the proxy is stopping")
+		return
+	default:
+	}
 	if r.Method != http.MethodGet || !strings.EqualFold(r.Header.Get("Upgrade"), kube.TunnelProtocol) {
 		writeStatus(w, http.StatusBadRequest, "a reverse tunnel is opened with GET "+kube.TunnelPath+" and Upgrade: "+kube.TunnelProtocol)
 		return
@@ -194,6 +207,7 @@ func (ts *Tunnels) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-t.done:
 	case <-ts.cfg.Context.Done():
+	case <-ts.stop:
 	}
 	ts.remove(t)
 	_ = t.cc.Close()

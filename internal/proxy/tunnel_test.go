@@ -234,6 +234,18 @@ func TestReverseTunnel(t *testing.T) {
 		}
 	})
 
+	t.Run("CloseAll ends the tunnels and refuses new ones", func(t *testing.T) {
+		tunnels.CloseAll()
+		waitFor("tunnel closed by CloseAll", func() bool { return len(tunnels.Connected()) == 0 })
+		req := httptest.NewRequest(http.MethodGet, kube.TunnelPath, nil)
+		req.Header.Set("Upgrade", kube.TunnelProtocol)
+		rec := httptest.NewRecorder()
+		tunnels.ServeHTTP(rec, req)
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "the proxy is stopping") {
+			t.Fatalf("a tunnel after CloseAll: %d %s", rec.Code, rec.Body)
+		}
+	})
+
 	cancel()
 	waitFor("tunnel closed on shutdown", func() bool { return len(tunnels.Connected()) == 0 })
 	ups.Wait()

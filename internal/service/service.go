@@ -377,8 +377,9 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 		srv := &http.Server{Handler: p.webInflight.wrap(p.webHandler()), TLSConfig: p.webTLS(), ReadHeaderTimeout: 30 * time.Second,
 			ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
 		stop := func() {
-			_ = srv.Close()  // listener and connections
-			p.kubeH.EndAll() // streams, upgraded sessions included, which Close does not reach
+			_ = srv.Close()      // listener and connections
+			p.kubeH.EndAll()     // streams, upgraded sessions included, which Close does not reach
+			p.tunnels.CloseAll() // reverse tunnels, hijacked connections too
 		}
 		comps = append(comps, component{"proxy", func(ctx context.Context) error {
 			go func() { <-ctx.Done(); stop() }()
