@@ -22,20 +22,7 @@ func TestLockEndsStreams(t *testing.T) {
 	}
 	id := signIdentity(t, s.admin, "watcher")
 	clt := kubeHTTP(t, id, id.HostCAs[0])
-	resp, err := clt.Get("https://" + s.env.WebAddr + "/v1/kube/" + guideCluster + "/api/v1/namespaces/default/pods?watch=true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	br := bufio.NewReader(resp.Body)
-	if _, err := br.ReadString('\n'); err != nil {
-		t.Fatalf("first watch event: %v", err)
-	}
-	ended := make(chan time.Time, 1)
-	go func() {
-		_, _ = io.Copy(io.Discard, br)
-		ended <- time.Now()
-	}()
+	ended := openPodWatch(t, s, clt)
 	start := time.Now()
 	if _, err := s.admin.CreateLock(ctx, &pb.CreateLockRequest{User: "watcher", Message: "stop watching"}); err != nil {
 		t.Fatal(err)
@@ -82,4 +69,25 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// openPodWatch watches default's pods through Keyport with clt and returns once the first
+// event has arrived; the channel receives the time the stream ended.
+func openPodWatch(t *testing.T, s *kubeSetup, clt *http.Client) <-chan time.Time {
+	t.Helper()
+	resp, err := clt.Get("https://" + s.env.WebAddr + "/v1/kube/" + guideCluster + "/api/v1/namespaces/default/pods?watch=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatalf("first watch event: %v", err)
+	}
+	ended := make(chan time.Time, 1)
+	go func() {
+		_, _ = io.Copy(io.Discard, br)
+		ended <- time.Now()
+	}()
+	return ended
 }
