@@ -161,7 +161,9 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 		}
 		p.publicCerts = append(p.publicCerts, c)
 	}
-	p.grpc = auth.NewGRPCServer(a, grpc.Creds(credentials.NewTLS(p.serverTLS([]string{"h2"}))))
+	// WaitForHandlers: Stop returns once every call has returned, so that the audit
+	// events they emit are written before the audit log closes.
+	p.grpc = auth.NewGRPCServer(a, grpc.Creds(credentials.NewTLS(p.serverTLS([]string{"h2"}))), grpc.WaitForHandlers(true))
 	if cfg.KubeEnabled() {
 		ks, err := kube.New(kube.Config{KubeconfigFile: cfg.Kube.KubeconfigFile, KubeClusterName: cfg.Kube.KubeClusterName,
 			Labels: cfg.Kube.Labels, ServiceName: cfg.Keyport.NodeName, Logger: opts.Logger.With("component", "kube"), Clock: opts.Clock})
