@@ -138,6 +138,9 @@ type Config struct {
 	FlushDelay time.Duration
 }
 
+// storeTimeout bounds the backend writes of one batch.
+const storeTimeout = 30 * time.Second
+
 // maxRecordEvents bounds the events in one backend record.
 const maxRecordEvents = 256
 
@@ -276,6 +279,10 @@ const maxRecord = 256 << 10
 // to the file, uncompressed, in one write.
 func (l *Log) store(batch []pending) {
 	if l.backend != nil {
+		// A backend that stops answering (etcd unreachable) must not stall the writer,
+		// and with it every Emit and shutdown, for good.
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
 		for rest := batch; len(rest) > 0; {
 			n, size := 0, 0
 			for n < len(rest) && n < maxRecordEvents && (n == 0 || size+len(rest[n].data) < maxRecord) {
@@ -292,8 +299,14 @@ func (l *Log) store(batch []pending) {
 			}
 			_ = l.zw.Close()
 			value := bytes.Clone(l.zbuf.Bytes())
-			item := backend.Item{Key: []byte(Prefix + rec[0].id), Value: value, Expires: rec[len(rec)-1].expires}
-			if _, err := l.backend.Put(context.Background(), item); err != nil {
+			expires := rec[0].expires
+			for _, p := range rec[1:] {
+				if p.expires.After(expires) {
+					expires = p.expires
+				}
+			}
+			item := backend.Item{Key: []byte(Prefix + rec[0].id), Value: value, Expires: expires}
+			if _, err := l.backend.Put(ctx, item); err != nil {
 				l.logger.Error("storing audit events", "count", len(rec), "error", err)
 			}
 		}

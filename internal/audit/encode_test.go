@@ -39,10 +39,15 @@ func TestEventJSON(t *testing.T) {
 		{Time: at.In(time.FixedZone("x", 3600)), Type: KubeRequest, ID: "x", User: "alice", Roles: []string{"a", "b"}, BotName: "ci",
 			BotInstanceID: "i", Success: true, Message: "m", Fields: map[string]any{
 				"cluster": "c", "status": 200, "latency_ms": 1.25, "big": 1e21, "small": 1e-7, "ok": true, "none": nil,
-				"list": []string{"x", "y"}, "int64": int64(-5), "nested": map[string]any{"k": []int{1, 2}},
+				"list": []string{"x", "y"}, "nil list": []string(nil), "empty list": []string{}, "int64": int64(-5), "nested": map[string]any{"k": []int{1, 2}},
 				"path": "/api/v1/namespaces/d/pods/\"</script>\u2028\x00\xff\t\n\r\\"}},
 	} {
 		checkSameAsEncodingJSON(t, e)
+	}
+	// A time encoding/json refuses is written as null, not as a line nobody can read.
+	far := Event{Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), Type: KubeRequest, ID: "x"}
+	if m := decoded(t, far.appendJSON(nil)); m["time"] != nil || m["type"] != KubeRequest {
+		t.Fatalf("event in year 10000 decodes to %v", m)
 	}
 }
 

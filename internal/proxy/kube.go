@@ -7,9 +7,11 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/x509"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
@@ -335,9 +337,24 @@ func withImpersonation(next http.Handler) http.Handler {
 }
 
 // statusRecorder remembers the response code for the audit event.
+// statusClientClosedRequest is what the audit log and the metrics record for a request
+// that ended before any response was written (nginx's 499; no response carries it).
+const statusClientClosedRequest = 499
+
 type statusRecorder struct {
 	http.ResponseWriter
-	code int
+	code     int
+	hijacked bool
+}
+
+// Hijack records that the connection was switched: ReverseProxy then writes the 101 on
+// the raw connection, past this recorder.
+func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+	if err == nil {
+		s.hijacked = true
+	}
+	return c, brw, err
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -408,9 +425,15 @@ func withAudit(next http.Handler, cfg KubeConfig, m *metrics) http.Handler {
 			if session {
 				ev.Type = audit.SessionEnd
 			}
-			if rec.code == 0 {
-				// A hijacked (upgraded) connection: ReverseProxy wrote 101 on the raw conn.
+			switch {
+			case rec.code != 0:
+			case rec.hijacked:
+				// An upgraded connection: ReverseProxy wrote 101 on the raw conn.
 				rec.code = http.StatusSwitchingProtocols
+			default:
+				// No response at all: the client went away, or a lock or shutdown ended
+				// the request, before the cluster answered.
+				rec.code = statusClientClosedRequest
 			}
 			ev.Success = rec.code < 400
 			elapsed := cfg.Clock.Now().Sub(start)
