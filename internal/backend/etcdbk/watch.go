@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -44,13 +43,11 @@ func (b *Backend) Watch(ctx context.Context, prefix []byte, fromRevision int64) 
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	stop := context.AfterFunc(b.ctx, cancel)
 	w := &watcher{
-		b:      b,
-		parent: ctx,
-		ctx:    wctx,
-		cancel: cancel,
-		stop:   stop,
-		events: make(chan backend.Event, 64),
-		done:   make(chan struct{}),
+		b:          b,
+		WatcherEnd: backend.NewWatcherEnd(ctx, cancel),
+		ctx:        wctx,
+		cancel:     cancel,
+		stop:       stop,
 	}
 	// If Close ran since the check above, wctx is already cancelled and the watcher
 	// ends at once with ErrClosed.
@@ -60,63 +57,23 @@ func (b *Backend) Watch(ctx context.Context, prefix []byte, fromRevision int64) 
 }
 
 type watcher struct {
+	*backend.WatcherEnd
 	b      *Backend
-	parent context.Context
 	ctx    context.Context
 	cancel context.CancelFunc
 	stop   func() bool
-	events chan backend.Event
-	done   chan struct{}
-
-	mu     sync.Mutex
-	err    error
-	closed bool
-}
-
-func (w *watcher) Events() <-chan backend.Event { return w.events }
-
-func (w *watcher) Err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-func (w *watcher) Close() error {
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-	w.cancel()
-	<-w.done
-	return nil
 }
 
 func (w *watcher) run(ch clientv3.WatchChan) {
 	defer w.b.wg.Done()
-	defer close(w.done)
-	defer close(w.events)
-	defer w.stop()
-	defer w.cancel()
 	err := w.loop(ch)
 	// Cancelling the watch context closes the channel; drain it so the client's
 	// goroutines are not left blocked on a send.
 	w.cancel()
 	for range ch {
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	switch {
-	case w.closed || w.parent.Err() != nil:
-		w.err = nil
-	case w.b.ctx.Err() != nil:
-		w.err = backend.ErrClosed
-	case backend.IsCompacted(err):
-		// Expected after a long disconnect; the caller re-lists.
-		w.err = err
-		w.b.log.Debug("Watcher fell behind compacted history.", "error", err)
-	default:
-		w.err = err
-		w.b.log.Warn("Watcher failed.", "error", err)
-	}
+	w.stop()
+	w.Finish(err, w.b.ctx.Err() != nil, w.b.log)
 }
 
 func (w *watcher) loop(ch clientv3.WatchChan) error {
@@ -149,7 +106,7 @@ func (w *watcher) loop(ch clientv3.WatchChan) error {
 				return err
 			}
 			select {
-			case w.events <- out:
+			case w.Send <- out:
 			case <-w.ctx.Done():
 				return w.ctx.Err()
 			}

@@ -726,38 +726,40 @@ func (b *Backend) DeleteRange(ctx context.Context, prefix []byte) error {
 	where, args := rangeWhere(prefix)
 	_, err := b.write(ctx, "delete range", func(ctx context.Context, tx ptx) (int64, error) {
 		// Expired rows are deleted too: their delete event is their expiry notice.
-		return deleteWhere(ctx, tx, where, args, b.now())
+		rev, _, err := deleteWhere(ctx, tx, `SELECT key FROM kv WHERE `+where+` ORDER BY key`, args, b.now())
+		return rev, err
 	})
 	return err
 }
 
-// deleteWhere deletes every kv row matching where, one revision and event per key, in
-// key order. It returns the last revision written, 0 if none.
-func deleteWhere(ctx context.Context, tx ptx, where string, args []any, now int64) (int64, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT key FROM kv WHERE `+where+` ORDER BY key`, args...)
+// deleteWhere deletes every kv row whose key query selects, one revision and event per
+// key, in the query's order. It returns the last revision written (0 if none) and how
+// many keys it deleted.
+func deleteWhere(ctx context.Context, tx ptx, query string, args []any, now int64) (int64, int, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var keys [][]byte
 	for rows.Next() {
 		var k []byte
 		if err := rows.Scan(&k); err != nil {
 			rows.Close()
-			return 0, err
+			return 0, 0, err
 		}
 		keys = append(keys, k)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var rev int64
 	for _, k := range keys {
 		if rev, err = deleteKey(ctx, tx, k, now); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	return rev, nil
+	return rev, len(keys), nil
 }
 
 // SweepExpired deletes every item whose expiry has passed by the Clock, writing a delete
@@ -768,35 +770,13 @@ func (b *Backend) SweepExpired(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		n := 0
-		_, err := b.write(ctx, "sweep", func(ctx context.Context, tx ptx) (int64, error) {
+		_, err := b.write(ctx, "sweep", func(ctx context.Context, tx ptx) (rev int64, err error) {
+			// A bounded batch per transaction: a long sweep must not hold the write lock
+			// against user writes.
 			now := b.now()
-			// The key range is resolved first so each batch is one short transaction:
-			// a long sweep must not hold the write lock against user writes.
-			rows, err := tx.QueryContext(ctx, `SELECT key FROM kv WHERE expires != 0 AND expires <= ? ORDER BY key LIMIT ?`, now, batch)
-			if err != nil {
-				return 0, err
-			}
-			var keys [][]byte
-			for rows.Next() {
-				var k []byte
-				if err := rows.Scan(&k); err != nil {
-					rows.Close()
-					return 0, err
-				}
-				keys = append(keys, k)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return 0, err
-			}
-			var rev int64
-			for _, k := range keys {
-				if rev, err = deleteKey(ctx, tx, k, now); err != nil {
-					return 0, err
-				}
-			}
-			n = len(keys)
-			return rev, nil
+			rev, n, err = deleteWhere(ctx, tx, `SELECT key FROM kv WHERE expires != 0 AND expires <= ? ORDER BY key LIMIT ?`,
+				[]any{now, batch}, now)
+			return rev, err
 		})
 		if err != nil {
 			return total, err

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/keyport/keyport/internal/backend"
 	"github.com/keyport/keyport/internal/errs"
@@ -40,15 +39,13 @@ func (b *Backend) Watch(ctx context.Context, prefix []byte, fromRevision int64) 
 	// Closing the backend ends the watcher through its context like any other stop.
 	stop := context.AfterFunc(b.ctx, cancel)
 	w := &watcher{
-		b:      b,
-		parent: ctx,
-		ctx:    wctx,
-		cancel: cancel,
-		stop:   stop,
-		prefix: append([]byte(nil), prefix...),
-		last:   fromRevision,
-		events: make(chan backend.Event, 64),
-		done:   make(chan struct{}),
+		b:          b,
+		WatcherEnd: backend.NewWatcherEnd(ctx, cancel),
+		ctx:        wctx,
+		cancel:     cancel,
+		stop:       stop,
+		prefix:     append([]byte(nil), prefix...),
+		last:       fromRevision,
 	}
 	b.watchers.Add(1)
 	b.wg.Add(1)
@@ -57,61 +54,22 @@ func (b *Backend) Watch(ctx context.Context, prefix []byte, fromRevision int64) 
 }
 
 type watcher struct {
+	*backend.WatcherEnd
 	b      *Backend
-	parent context.Context
 	ctx    context.Context
 	cancel context.CancelFunc
 	stop   func() bool
 	prefix []byte
 	last   int64 // every event at or below last has been delivered or skipped
-	events chan backend.Event
-	done   chan struct{}
-
-	mu     sync.Mutex
-	err    error
-	closed bool // Close was called
-}
-
-func (w *watcher) Events() <-chan backend.Event { return w.events }
-
-func (w *watcher) Err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-func (w *watcher) Close() error {
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-	w.cancel()
-	<-w.done
-	return nil
 }
 
 func (w *watcher) run() {
 	defer w.b.wg.Done()
 	defer w.b.watchers.Add(-1)
-	defer close(w.done)
-	defer close(w.events)
-	defer w.stop()
-	defer w.cancel()
 	err := w.loop()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	switch {
-	case w.closed || w.parent.Err() != nil:
-		w.err = nil
-	case w.b.ctx.Err() != nil:
-		w.err = backend.ErrClosed
-	case backend.IsCompacted(err):
-		// Expected after a long disconnect; the caller re-lists.
-		w.err = err
-		w.b.log.Debug("Watcher fell behind compacted history.", "error", err)
-	default:
-		w.err = err
-		w.b.log.Warn("Watcher failed.", "error", err)
-	}
+	w.cancel()
+	w.stop()
+	w.Finish(err, w.b.ctx.Err() != nil, w.b.log)
 }
 
 func (w *watcher) loop() error {
@@ -123,7 +81,7 @@ func (w *watcher) loop() error {
 		}
 		for _, ev := range evs {
 			select {
-			case w.events <- ev:
+			case w.Send <- ev:
 			case <-w.ctx.Done():
 				return w.ctx.Err()
 			}
