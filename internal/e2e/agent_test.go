@@ -19,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
@@ -35,7 +33,6 @@ import (
 	"github.com/keyport/keyport/internal/testenv/kubeenv"
 	"github.com/keyport/keyport/internal/testenv/tools"
 	"github.com/keyport/keyport/internal/tlsca"
-	"github.com/keyport/keyport/internal/types"
 )
 
 // agentSetup is a Keyport cluster with auth and proxy only, and a real control plane
@@ -50,27 +47,10 @@ type agentSetup struct {
 func newAgentSetup(t *testing.T) *agentSetup {
 	t.Helper()
 	ctx := context.Background()
-	k := kubeenv.Start(t, kubeenv.Options{Kwok: true, ContextName: guideCluster})
-	for _, p := range []struct{ ns, name string }{{"default", "web-0"}, {"kube-system", "dns-0"}} {
-		if err := k.CreatePod(ctx, p.ns, p.name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, err := k.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "teleport-editor-edit"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "edit"},
-		Subjects:   []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: "editor"}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := startGuideControlPlane(t)
 	env := testenv.New(t) // no kubernetes_service in the main cluster
 	admin := env.AdminClient()
-	createResource(t, admin, types.NewRole("example-role", types.V6, types.RoleSpec{Allow: types.RoleConditions{
-		KubernetesLabels:    types.Labels{"*": {"*"}},
-		KubernetesGroups:    []string{"editor"},
-		KubernetesResources: []types.KubernetesResource{{Kind: "*", Namespace: "*", Name: "*"}},
-	}}))
+	createResource(t, admin, guideExampleRole())
 	if _, err := admin.CreateUser(ctx, &pb.CreateUserRequest{Name: "alice", Roles: []string{"example-role"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,22 @@ type kubeSetup struct {
 func newKubeSetup(t *testing.T) *kubeSetup {
 	t.Helper()
 	ctx := context.Background()
+	k := startGuideControlPlane(t)
+	env := testenv.New(t, testenv.WithKube(k.KubeconfigPath, map[string]string{"env": "dev"}))
+	admin := env.AdminClient()
+	waitUntil(t, 10*time.Second, func() bool {
+		resp, err := admin.ListKubeClusters(ctx, &pb.ListKubeClustersRequest{})
+		return err == nil && len(resp.GetClusters()) == 1
+	})
+	createResource(t, admin, guideExampleRole())
+	return &kubeSetup{kube: k, env: env, admin: admin}
+}
+
+// startGuideControlPlane starts a real control plane with kwok pods web-0 (default) and
+// dns-0 (kube-system) and the guide's ClusterRoleBinding.
+func startGuideControlPlane(t *testing.T) *kubeenv.Env {
+	t.Helper()
+	ctx := context.Background()
 	k := kubeenv.Start(t, kubeenv.Options{Kwok: true, ContextName: guideCluster})
 	for _, p := range []struct{ ns, name string }{{"default", "web-0"}, {"kube-system", "dns-0"}} {
 		if err := k.CreatePod(ctx, p.ns, p.name); err != nil {
@@ -51,18 +67,16 @@ func newKubeSetup(t *testing.T) *kubeSetup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := testenv.New(t, testenv.WithKube(k.KubeconfigPath, map[string]string{"env": "dev"}))
-	admin := env.AdminClient()
-	waitUntil(t, 10*time.Second, func() bool {
-		resp, err := admin.ListKubeClusters(ctx, &pb.ListKubeClustersRequest{})
-		return err == nil && len(resp.GetClusters()) == 1
-	})
-	createResource(t, admin, types.NewRole("example-role", types.V6, types.RoleSpec{Allow: types.RoleConditions{
+	return k
+}
+
+// guideExampleRole is the guide's role: group editor on every cluster and resource.
+func guideExampleRole() *types.Role {
+	return types.NewRole("example-role", types.V6, types.RoleSpec{Allow: types.RoleConditions{
 		KubernetesLabels:    types.Labels{"*": {"*"}},
 		KubernetesGroups:    []string{"editor"},
 		KubernetesResources: []types.KubernetesResource{{Kind: "*", Namespace: "*", Name: "*"}},
-	}}))
-	return &kubeSetup{kube: k, env: env, admin: admin}
+	}})
 }
 
 // kubeconfigFor signs a certificate for a new user with roles and writes a kubeconfig
