@@ -310,24 +310,7 @@ outputs:
 		t.Fatal(err)
 	}
 	clk := clock.NewFake(time.Now())
-	b, err := tbot.New(tbot.Options{Config: cfg, Clock: clk, Jitter: func() float64 { return 0.5 }, Executable: filepath.Join(binDir, "tbot")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("daemon did not stop in 10s")
-		}
-	})
+	runTbotDaemon(t, tbot.Options{Config: cfg, Clock: clk, Jitter: func() float64 { return 0.5 }, Executable: filepath.Join(binDir, "tbot")})
 	outID := func() *identityfile.Identity {
 		id, err := identityfile.Read(filepath.Join(dest, "identity"))
 		if err != nil || id.Identity == nil {

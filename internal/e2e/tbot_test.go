@@ -446,24 +446,7 @@ outputs:
 	}
 	clk := clock.NewFake(time.Now())
 	reload := make(chan struct{})
-	bot, err := tbot.New(tbot.Options{Config: cfg, Clock: clk, Jitter: func() float64 { return 0.5 }, Reload: reload, Executable: "/usr/local/bin/tbot"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- bot.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("daemon did not stop in 10s")
-		}
-	})
+	bot := runTbotDaemon(t, tbot.Options{Config: cfg, Clock: clk, Jitter: func() float64 { return 0.5 }, Reload: reload, Executable: "/usr/local/bin/tbot"})
 
 	outGen := func() uint64 {
 		id, err := identityfile.Read(filepath.Join(dest, "identity"))
@@ -691,4 +674,29 @@ outputs:
 	if id == nil || id.KubeCluster != "prod-a" || argo.TLSClientConfig.ServerName != "kube."+testenv.ClusterName || len(argo.TLSClientConfig.KeyData) == 0 || len(argo.TLSClientConfig.CAData) == 0 {
 		t.Fatalf("argo config: %+v, identity %+v", argo.TLSClientConfig.ServerName, id)
 	}
+}
+
+// runTbotDaemon runs tbot in this process until the test ends, and fails the test if it
+// does not stop cleanly within 10 s then.
+func runTbotDaemon(t *testing.T, opts tbot.Options) *tbot.Bot {
+	t.Helper()
+	b, err := tbot.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("daemon did not stop in 10s")
+		}
+	})
+	return b
 }
