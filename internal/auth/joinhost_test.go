@@ -2,12 +2,10 @@ package auth
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/keyport/keyport/internal/backend/sqlite"
 	"github.com/keyport/keyport/internal/clock"
 	"github.com/keyport/keyport/internal/errs"
 	"github.com/keyport/keyport/internal/tlsca"
@@ -16,17 +14,7 @@ import (
 
 func TestJoinHost(t *testing.T) {
 	ctx := context.Background()
-	clk := clock.NewFake(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
-	b, err := sqlite.New(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "db"), Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	s, err := New(ctx, Config{ClusterName: "keyport.example.com", Backend: b, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, clk := newTestServer(t, Config{})
 	key, _ := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
 	pub := key.Public()
 	kubeToken := func(ttl time.Duration) string {

@@ -3,14 +3,12 @@ package auth
 import (
 	"context"
 	"crypto"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyport/keyport/internal/audit"
-	"github.com/keyport/keyport/internal/backend/sqlite"
 	"github.com/keyport/keyport/internal/clock"
 	"github.com/keyport/keyport/internal/errs"
 	"github.com/keyport/keyport/internal/tlsca"
@@ -50,20 +48,8 @@ type loginEnv struct {
 
 func newLoginEnv(t *testing.T, secondFactor string) *loginEnv {
 	t.Helper()
-	ctx := context.Background()
-	clk := clock.NewFake(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
-	b, err := sqlite.New(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "db"), Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
 	rec := &recorder{}
-	s, err := New(ctx, Config{ClusterName: "keyport.example.com", Backend: b, Clock: clk, Audit: rec,
-		ProxyPublicAddr: "keyport.example.com:3080", SecondFactor: secondFactor})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, clk := newTestServer(t, Config{Audit: rec, ProxyPublicAddr: "keyport.example.com:3080", SecondFactor: secondFactor})
 	key, err := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
 	if err != nil {
 		t.Fatal(err)
