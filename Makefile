@@ -60,11 +60,14 @@ lint-tools:
 		echo $(GOLANGCI_LINT_VERSION) > $(KEYPORT_CACHE)/stamps/golangci-lint; \
 	fi
 
-## bench: Go benchmarks of the storage backends, then the Kubernetes proxy against direct
-## access on a real control plane (internal/bench; BENCH_FLAGS="-cpuprofile cpu.pprof" profiles it)
+## bench: Go benchmarks of the storage backends, the proxy's CPU per request against a
+## canned in-process API server (direct, bare Go reverse proxy, Keyport), then the
+## Kubernetes proxy against direct access on a real control plane (internal/bench;
+## BENCH_FLAGS="-cpuprofile cpu.pprof" profiles it)
 BENCH_FLAGS ?=
 bench: kube-tools
 	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./internal/backend/...
+	$(GO) test -run='^$$' -bench=ProxyCannedUpstream -benchtime=20000x -count=2 ./internal/bench
 	$(GO) run ./internal/bench/cmd/keyport-bench $(BENCH_FLAGS)
 
 ## quickstart: a local control plane + keyport, then the guide's steps (state in .quickstart/)

@@ -246,3 +246,34 @@ func checkRounds(rs ...[]roundResult) error {
 	}
 	return nil
 }
+
+// runAlternating measures one-client latency on every path in the same window: one
+// client sends a GET on each path in turn (the first path rotating every cycle) for d,
+// so that whatever the machine does meanwhile — another process's burst, a stall of the
+// virtual CPU — lands on all paths alike instead of on whichever round it fell in. It
+// returns one result per path, with latencies only (CPU cannot be split between paths
+// that share the window).
+func runAlternating(ctx context.Context, paths []path, apiPath string, d time.Duration) ([]roundResult, error) {
+	out := make([]roundResult, len(paths))
+	start := time.Now()
+	deadline := start.Add(d)
+	for cycle := 0; time.Now().Before(deadline); cycle++ {
+		for k := range paths {
+			j := (cycle + k) % len(paths)
+			t0 := time.Now()
+			n, err := get(ctx, paths[j].client, paths[j].cfg.Host+apiPath)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", paths[j].name, err)
+			}
+			out[j].latencies = append(out[j].latencies, time.Since(t0))
+			out[j].bytes += n
+			out[j].requests++
+		}
+	}
+	elapsed := time.Since(start)
+	for j := range out {
+		out[j].elapsed = elapsed
+		slices.Sort(out[j].latencies)
+	}
+	return out, nil
+}

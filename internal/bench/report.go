@@ -50,20 +50,29 @@ func report(w io.Writer, o Options, env environment, res *results) {
 		p99[j] = float64(median(each(res.get[j], func(r roundResult) time.Duration { return r.quantile(0.99) })))
 		cpu[j] = float64(median(each(res.get[j], roundResult.cpuPerRequest)))
 		cpCPU[j] = float64(median(each(res.get[j], roundResult.cpCPUPerRequest)))
-		oneP50[j] = float64(median(each(res.single[j], func(r roundResult) time.Duration { return r.quantile(0.5) })))
-		oneP99[j] = float64(median(each(res.single[j], func(r roundResult) time.Duration { return r.quantile(0.99) })))
+		// One client's rounds are short of samples for a p99 each (a few hundred
+		// requests per path): the quantiles are of all its rounds' requests together.
+		all := pooled(res.single[j])
+		oneP50[j], oneP99[j] = float64(all.quantile(0.5)), float64(all.quantile(0.99))
 	}
 	for j := range res.list {
 		listRate[j] = median(each(res.list[j], roundResult.bytesPerSecond))
 		listP50[j] = float64(median(each(res.list[j], func(r roundResult) time.Duration { return r.quantile(0.5) })))
 	}
 	// The throughput ratio is the median of per-round ratios: each round is read against
-	// the direct round just before it, so load that drifts over the run cancels out
-	// better than in a ratio of medians. The range shows how much a single round moves.
+	// the direct rounds on either side of it (the one before and the one after; the last
+	// has only the one before), so load that drifts over the run cancels out better than
+	// in a ratio of medians, and no path gains from always following the same one. The
+	// range shows how much a single round moves.
 	roundRatios := func(j int) []float64 {
 		var out []float64
-		for i := range res.get[0] {
-			out = append(out, ratio(res.get[j][i].perSecond(), res.get[0][i].perSecond()))
+		direct := res.get[0]
+		for i := range direct {
+			ref := direct[i].perSecond()
+			if i+1 < len(direct) {
+				ref = (ref + direct[i+1].perSecond()) / 2
+			}
+			out = append(out, ratio(res.get[j][i].perSecond(), ref))
 		}
 		return out
 	}
@@ -121,7 +130,20 @@ load, which a slower round spreads over fewer requests. With 16 closed-loop clie
 16 / throughput; the 1-client rows show the latency the extra hop adds without queueing. The direct client is
 the admin certificate with Impersonate-User bench-user and Impersonate-Group editor and system:authenticated,
 the impersonation Keyport sends. Medians are per metric over the rounds; the GET throughput ratios are the
-median of each round's ratio to the direct round before it, the other ratios are of the medians.`)
+median of each round's ratio to the direct rounds before and after it, the other ratios are of the medians.
+The 1-client rows come from one client sending its GETs to the paths in turn, so all paths share each moment;
+their p50 and p99 are over the requests of all rounds together.`)
+}
+
+// pooled merges rounds' latencies into one sorted sample.
+func pooled(rs []roundResult) roundResult {
+	var all roundResult
+	for _, r := range rs {
+		all.latencies = append(all.latencies, r.latencies...)
+		all.requests += r.requests
+	}
+	slices.Sort(all.latencies)
+	return all
 }
 
 func ratio(a, b float64) float64 {

@@ -1,16 +1,19 @@
 package service
 
 import (
+	"context"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyport/keyport/internal/cli/common"
 	"github.com/keyport/keyport/internal/config"
+	"github.com/keyport/keyport/internal/gctune"
 )
 
 // Main runs the keyport daemon's command line with args and returns the exit code.
@@ -29,7 +32,10 @@ func Main(args []string, stdio common.IO) int {
 				return err
 			}
 			logger := newLogger(cfg, g.Debug, stdio)
-			return Run(cmd.Context(), Options{Config: cfg, Logger: logger})
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			startGCTuner(ctx, stdio, logger)
+			return Run(ctx, Options{Config: cfg, Logger: logger})
 		},
 	}
 	start.Flags().StringVarP(&cfgPath, "config", "c", "", "path to keyport.yaml (default $KEYPORT_CONFIG or "+config.DefaultPath+")")
@@ -44,6 +50,16 @@ func Main(args []string, stdio common.IO) int {
 	}
 	root.AddCommand(start, configure)
 	return common.Run(root, args, stdio)
+}
+
+// startGCTuner gives the daemon's garbage collector a heap floor (internal/gctune),
+// unless the operator chose a GOGC of their own.
+func startGCTuner(ctx context.Context, stdio common.IO, logger *slog.Logger) {
+	if stdio.Getenv != nil && stdio.Getenv("GOGC") != "" {
+		logger.Debug("GOGC is set; the GC heap floor is off")
+		return
+	}
+	go gctune.Run(ctx, gctune.DefaultFloor, 5*time.Second, logger)
 }
 
 // configPath applies the SPEC's order: -c, $KEYPORT_CONFIG, /etc/keyport.yaml.
