@@ -17,6 +17,7 @@ import (
 	"net/textproto"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -124,30 +125,46 @@ func (k *KubeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { k.h.Se
 // events are still emitted as their handlers return.
 func (k *KubeHandler) EndAll() { k.tr.endAll() }
 
-type ctxKey int
+// requestState is what the chain learns about a request, stage by stage: the identity,
+// the cluster, the parsed request, the decision. One context value carries it, so the
+// chain adds one context and no request copy per stage (each r.WithContext is a copy).
+type requestState struct {
+	id       *tlsca.Identity
+	cluster  *kube.Cluster
+	info     *request.RequestInfo
+	decision *Decision
+}
 
-const (
-	keyIdentity ctxKey = iota
-	keyCluster
-	keyInfo
-	keyDecision
-)
+type stateKey struct{}
+
+func stateFrom(ctx context.Context) *requestState {
+	v, _ := ctx.Value(stateKey{}).(*requestState)
+	return v
+}
 
 func identityFrom(ctx context.Context) *tlsca.Identity {
-	v, _ := ctx.Value(keyIdentity).(*tlsca.Identity)
-	return v
+	if st := stateFrom(ctx); st != nil {
+		return st.id
+	}
+	return nil
 }
 func clusterFrom(ctx context.Context) *kube.Cluster {
-	v, _ := ctx.Value(keyCluster).(*kube.Cluster)
-	return v
+	if st := stateFrom(ctx); st != nil {
+		return st.cluster
+	}
+	return nil
 }
 func infoFrom(ctx context.Context) *request.RequestInfo {
-	v, _ := ctx.Value(keyInfo).(*request.RequestInfo)
-	return v
+	if st := stateFrom(ctx); st != nil {
+		return st.info
+	}
+	return nil
 }
 func decisionFrom(ctx context.Context) *Decision {
-	v, _ := ctx.Value(keyDecision).(*Decision)
-	return v
+	if st := stateFrom(ctx); st != nil {
+		return st.decision
+	}
+	return nil
 }
 
 // withAuthentication verifies the client certificate in the handler (the TLS layer only
@@ -167,7 +184,7 @@ func withAuthentication(next http.Handler, cfg KubeConfig) http.Handler {
 			writeStatus(w, http.StatusForbidden, "host certificates cannot access Kubernetes")
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyIdentity, id)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, &requestState{id: id})))
 	})
 }
 
@@ -207,9 +224,13 @@ func withRoute(next http.Handler, cfg KubeConfig) http.Handler {
 			writeStatus(w, http.StatusNotFound, "kube cluster \""+name+"\" is not registered with this Keyport cluster (see tctl kube ls)")
 			return
 		}
-		r2 := r.Clone(context.WithValue(r.Context(), keyCluster, fw))
-		r2.URL.Path = rest
-		r2.URL.RawPath = ""
+		stateFrom(r.Context()).cluster = fw
+		// The API server's path on a copy of the URL; the rest of the request is shared
+		// (ReverseProxy builds the outgoing request from it).
+		u := *r.URL
+		u.Path, u.RawPath = rest, ""
+		r2 := r.WithContext(r.Context())
+		r2.URL = &u
 		next.ServeHTTP(w, r2)
 	})
 }
@@ -255,7 +276,8 @@ func withRequestInfo(next http.Handler) http.Handler {
 			writeStatus(w, http.StatusBadRequest, "cannot parse the Kubernetes request: "+err.Error())
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyInfo, info)))
+		stateFrom(r.Context()).info = info
+		next.ServeHTTP(w, r)
 	})
 }
 
@@ -313,7 +335,8 @@ func withAuthorization(next http.Handler, cfg KubeConfig) http.Handler {
 			writeError(w, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, keyDecision, &d)))
+		stateFrom(ctx).decision = &d
+		next.ServeHTTP(w, r)
 	})
 }
 
@@ -407,45 +430,64 @@ func withAudit(next http.Handler, cfg KubeConfig, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := cfg.Clock.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		ctx := r.Context()
-		id, info, fw := identityFrom(ctx), infoFrom(ctx), clusterFrom(ctx)
+		info := infoFrom(r.Context())
 		session := info.Subresource == "exec" || info.Subresource == "attach" || info.Subresource == "portforward"
-		base := audit.Event{User: id.Username, Roles: id.Roles, BotName: id.BotName, BotInstanceID: id.BotInstanceID}
 		if session {
-			ev := base
-			ev.Type, ev.Success = audit.SessionStart, true
-			ev.Fields = map[string]any{"cluster": fw.Name, "namespace": info.Namespace, "name": info.Name, "subresource": info.Subresource}
-			cfg.Audit.Emit(ctx, ev)
+			emitSessionStart(cfg, r)
 		}
 		// Deferred: ReverseProxy aborts a stream cut mid-copy with a panic
 		// (http.ErrAbortHandler), and that request must still be counted and audited.
-		defer func() {
-			ev := base
-			ev.Type = audit.KubeRequest
-			if session {
-				ev.Type = audit.SessionEnd
-			}
-			switch {
-			case rec.code != 0:
-			case rec.hijacked:
-				// An upgraded connection: ReverseProxy wrote 101 on the raw conn.
-				rec.code = http.StatusSwitchingProtocols
-			default:
-				// No response at all: the client went away, or a lock or shutdown ended
-				// the request, before the cluster answered.
-				rec.code = statusClientClosedRequest
-			}
-			ev.Success = rec.code < 400
-			elapsed := cfg.Clock.Now().Sub(start)
-			m.observe(fw.Name, info.Verb, rec.code, elapsed.Seconds())
-			ev.Fields = map[string]any{
-				"cluster": fw.Name, "verb": info.Verb, "api_group": info.APIGroup, "resource": info.Resource,
-				"subresource": info.Subresource, "namespace": info.Namespace, "name": info.Name, "path": r.URL.Path,
-				"status": rec.code, "latency_ms": float64(elapsed.Microseconds()) / 1000,
-			}
-			cfg.Audit.Emit(ctx, ev)
-		}()
+		defer emitRequestEnd(cfg, m, r, rec, start, session)
 		next.ServeHTTP(rec, r)
+	})
+}
+
+// The audit events are built in functions of their own, not in withAudit's closure: an
+// audit.Event is large, and a frame that holds it for the whole request makes every
+// request's goroutine grow its stack (a copy) before the forwarder is reached.
+
+//go:noinline
+func emitSessionStart(cfg KubeConfig, r *http.Request) {
+	ctx := r.Context()
+	id, info, fw := identityFrom(ctx), infoFrom(ctx), clusterFrom(ctx)
+	cfg.Audit.Emit(ctx, audit.Event{
+		Type: audit.SessionStart, Success: true,
+		User: id.Username, Roles: id.Roles, BotName: id.BotName, BotInstanceID: id.BotInstanceID,
+		Fields: map[string]any{"cluster": fw.Name, "namespace": info.Namespace, "name": info.Name, "subresource": info.Subresource},
+	})
+}
+
+// emitRequestEnd counts the request and records its kube.request event, or the
+// session.end event of an exec, attach or port-forward session.
+//
+//go:noinline
+func emitRequestEnd(cfg KubeConfig, m *metrics, r *http.Request, rec *statusRecorder, start time.Time, session bool) {
+	ctx := r.Context()
+	id, info, fw := identityFrom(ctx), infoFrom(ctx), clusterFrom(ctx)
+	typ := audit.KubeRequest
+	if session {
+		typ = audit.SessionEnd
+	}
+	switch {
+	case rec.code != 0:
+	case rec.hijacked:
+		// An upgraded connection: ReverseProxy wrote 101 on the raw conn.
+		rec.code = http.StatusSwitchingProtocols
+	default:
+		// No response at all: the client went away, or a lock or shutdown ended
+		// the request, before the cluster answered.
+		rec.code = statusClientClosedRequest
+	}
+	elapsed := cfg.Clock.Now().Sub(start)
+	m.observe(fw.Name, info.Verb, rec.code, elapsed.Seconds())
+	cfg.Audit.Emit(ctx, audit.Event{
+		Type: typ, Success: rec.code < 400,
+		User: id.Username, Roles: id.Roles, BotName: id.BotName, BotInstanceID: id.BotInstanceID,
+		Fields: map[string]any{
+			"cluster": fw.Name, "verb": info.Verb, "api_group": info.APIGroup, "resource": info.Resource,
+			"subresource": info.Subresource, "namespace": info.Namespace, "name": info.Name, "path": r.URL.Path,
+			"status": rec.code, "latency_ms": float64(elapsed.Microseconds()) / 1000,
+		},
 	})
 }
 
