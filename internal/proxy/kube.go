@@ -120,8 +120,9 @@ type KubeHandler struct {
 // ServeHTTP implements http.Handler.
 func (k *KubeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { k.h.ServeHTTP(w, r) }
 
-// EndAll ends every request in flight, streams and upgraded sessions included, and every
-// one that reaches the tracker later, at once: the process is stopping. Their audit
+// EndAll ends every stream in flight (watches, followed logs and upgraded exec, attach
+// and port-forward sessions, which http.Server.Close does not reach), and every one that
+// starts later, at once: the process is stopping. Their audit
 // events are still emitted as their handlers return.
 func (k *KubeHandler) EndAll() { k.tr.endAll() }
 
@@ -133,6 +134,7 @@ type requestState struct {
 	cluster  *kube.Cluster
 	info     *request.RequestInfo
 	decision *Decision
+	stream   bool // stays open (isStream): tracked, and copied with small buffers
 }
 
 type stateKey struct{}
@@ -402,12 +404,22 @@ func (s *statusRecorder) Flush() {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// withTracking registers the request so that a lock made while it runs ends it.
+// withTracking registers the requests that stay open — watches, exec, attach and
+// port-forward sessions, followed logs — so that a lock made while one runs, or a
+// shutdown, ends it. Other requests were authorised when they started and end on their
+// own within moments (a shutdown closes their connections); tracking them too would put
+// a shared lock and a context on every GET.
 func withTracking(next http.Handler, tr *tracker) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := stateFrom(r.Context())
+		st.stream = isStream(st.info, r)
+		if !st.stream {
+			next.ServeHTTP(w, r)
+			return
+		}
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
-		done := tr.add(identityFrom(ctx), cancel, isStream(infoFrom(ctx), r))
+		done := tr.add(st.id, cancel)
 		defer done()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
@@ -496,7 +508,7 @@ func emitRequestEnd(cfg KubeConfig, m *metrics, r *http.Request, rec *statusReco
 func newForwarder(cfg KubeConfig) http.Handler {
 	rp, streams := newReverseProxy(cfg, &copyBuffers), newReverseProxy(cfg, &streamBuffers)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if isStream(infoFrom(r.Context()), r) {
+		if st := stateFrom(r.Context()); st != nil && st.stream {
 			streams.ServeHTTP(w, r)
 			return
 		}

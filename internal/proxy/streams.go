@@ -10,8 +10,9 @@ import (
 	"github.com/keyport/keyport/internal/tlsca"
 )
 
-// tracker knows every request in flight, so that a new lock ends the locked identity's
-// open watches, exec, attach and port-forward sessions at once instead of at their end.
+// tracker knows every stream in flight (withTracking), so that a new lock ends the locked
+// identity's open watches, exec, attach and port-forward sessions at once instead of at
+// their end.
 type tracker struct {
 	mu     sync.Mutex
 	active map[*tracked]struct{}
@@ -22,30 +23,29 @@ type tracker struct {
 type tracked struct {
 	id     *tlsca.Identity
 	cancel context.CancelFunc
-	stream bool
 }
 
 func newTracker(g prometheus.Gauge) *tracker {
 	return &tracker{active: map[*tracked]struct{}{}, gauge: g}
 }
 
-// add registers a request; the returned func removes it.
-func (t *tracker) add(id *tlsca.Identity, cancel context.CancelFunc, stream bool) func() {
-	e := &tracked{id: id, cancel: cancel, stream: stream}
+// add registers a stream; the returned func removes it.
+func (t *tracker) add(id *tlsca.Identity, cancel context.CancelFunc) func() {
+	e := &tracked{id: id, cancel: cancel}
 	t.mu.Lock()
 	t.active[e] = struct{}{}
 	if t.ended {
 		cancel()
 	}
 	t.mu.Unlock()
-	if stream && t.gauge != nil {
+	if t.gauge != nil {
 		t.gauge.Inc()
 	}
 	return func() {
 		t.mu.Lock()
 		delete(t.active, e)
 		t.mu.Unlock()
-		if stream && t.gauge != nil {
+		if t.gauge != nil {
 			t.gauge.Dec()
 		}
 	}

@@ -37,8 +37,9 @@ func (f *inflight) wrap(h http.Handler) http.Handler {
 
 // wait returns how many handlers are still running when none are or ctx ends. A request
 // the server had read but not yet handed to its handler when wait saw none may still
-// start afterwards; the proxy's tracker cancels it at once (EndAll), and only its own
-// audit event can then be lost, which the audit log reports.
+// start afterwards; its connection is closed, a stream is cancelled at once by the
+// proxy's tracker (EndAll), and only its own audit event can then be lost, which the
+// audit log reports.
 func (f *inflight) wait(ctx context.Context) int {
 	f.mu.Lock()
 	if f.n == 0 {
