@@ -17,9 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	pb "github.com/keyport/keyport/api/gen/keyportv1"
 	"github.com/keyport/keyport/internal/gctune"
-	"github.com/keyport/keyport/internal/types"
 )
 
 // cannedPod is what the canned API server answers a GET of the bench's pod with: the
@@ -74,18 +72,7 @@ func BenchmarkProxyCannedUpstream(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { _ = admin.Close() }()
-	role := types.NewRole(roleName, types.V6, types.RoleSpec{Allow: types.RoleConditions{
-		KubernetesLabels:    types.Labels{"*": {"*"}},
-		KubernetesGroups:    []string{editorGroup},
-		KubernetesResources: []types.KubernetesResource{{Kind: "*", Namespace: "*", Name: "*"}},
-	}})
-	if err := createResource(ctx, admin, role); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := admin.CreateUser(ctx, &pb.CreateUserRequest{Name: benchUser, Roles: []string{roleName}}); err != nil {
-		b.Fatal(err)
-	}
-	viaKeyport, err := signUserConfig(ctx, admin, kp.WebAddr)
+	viaKeyport, err := createBenchUser(ctx, admin, kp.WebAddr)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -125,18 +125,7 @@ func startSetup(ctx context.Context, opts Options, log *slog.Logger) (_ *setup, 
 	}); err != nil {
 		return nil, err
 	}
-	role := types.NewRole(roleName, types.V6, types.RoleSpec{Allow: types.RoleConditions{
-		KubernetesLabels:    types.Labels{"*": {"*"}},
-		KubernetesGroups:    []string{editorGroup},
-		KubernetesResources: []types.KubernetesResource{{Kind: "*", Namespace: "*", Name: "*"}},
-	}})
-	if err := createResource(startCtx, admin, role); err != nil {
-		return nil, err
-	}
-	if _, err := admin.CreateUser(startCtx, &pb.CreateUserRequest{Name: benchUser, Roles: []string{roleName}}); err != nil {
-		return nil, fmt.Errorf("create user: %w", err)
-	}
-	s.viaKeyport, err = signUserConfig(startCtx, admin, s.keyport.WebAddr)
+	s.viaKeyport, err = createBenchUser(startCtx, admin, s.keyport.WebAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -207,6 +196,23 @@ func createResource(ctx context.Context, admin *client.Client, r types.Resource)
 		return fmt.Errorf("create %s %s: %w", r.GetKind(), r.GetName(), err)
 	}
 	return nil
+}
+
+// createBenchUser creates the guide's role and bench-user with it, and returns the client
+// config of a certificate signed for bench-user.
+func createBenchUser(ctx context.Context, admin *client.Client, webAddr string) (*rest.Config, error) {
+	role := types.NewRole(roleName, types.V6, types.RoleSpec{Allow: types.RoleConditions{
+		KubernetesLabels:    types.Labels{"*": {"*"}},
+		KubernetesGroups:    []string{editorGroup},
+		KubernetesResources: []types.KubernetesResource{{Kind: "*", Namespace: "*", Name: "*"}},
+	}})
+	if err := createResource(ctx, admin, role); err != nil {
+		return nil, err
+	}
+	if _, err := admin.CreateUser(ctx, &pb.CreateUserRequest{Name: benchUser, Roles: []string{roleName}}); err != nil {
+		return nil, fmt.Errorf("create user: %w", err)
+	}
+	return signUserConfig(ctx, admin, webAddr)
 }
 
 // signUserConfig signs a certificate for bench-user and returns the client config a
