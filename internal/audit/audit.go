@@ -99,6 +99,7 @@ type Log struct {
 	flushDelay time.Duration
 	zw         *gzip.Writer // the writer goroutine's
 	zbuf       bytes.Buffer
+	fbuf       []byte // the writer goroutine's batch for events.log, reused
 
 	// mu guards closed and the sends on queue against Close closing it.
 	mu     sync.RWMutex
@@ -312,12 +313,16 @@ func (l *Log) store(batch []pending) {
 		}
 	}
 	if l.file != nil {
-		var buf bytes.Buffer
+		buf := l.fbuf[:0]
 		for _, p := range batch {
-			buf.Write(p.data)
-			buf.WriteByte('\n')
+			buf = append(buf, p.data...)
+			buf = append(buf, '\n')
 		}
-		if _, err := l.file.Write(buf.Bytes()); err != nil {
+		l.fbuf = buf
+		if cap(buf) > 1<<20 {
+			l.fbuf = nil // a burst's batch: do not keep its buffer
+		}
+		if _, err := l.file.Write(buf); err != nil {
 			l.logger.Error("writing audit events", "count", len(batch), "error", err)
 		}
 	}

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"encoding/json"
-	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -54,7 +53,15 @@ func (e *Event) appendJSON(b []byte) []byte {
 	}
 	if len(e.Fields) > 0 {
 		b = append(b, `,"fields":{`...)
-		for i, k := range slices.Sorted(maps.Keys(e.Fields)) {
+		// Keys sorted, as encoding/json writes them; a kube.request has ten, which fit
+		// the array on the stack.
+		var arr [16]string
+		keys := arr[:0]
+		for k := range e.Fields {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
 			if i > 0 {
 				b = append(b, ',')
 			}

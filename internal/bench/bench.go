@@ -49,8 +49,9 @@ type Options struct {
 	Watches      int           // idle watches opened on each path
 	WatchConns   int           // HTTP/2 connections the watches share
 	// CPUProfile, when set, receives a CPU profile of one extra Keyport GET round, and
-	// CPUProfile+".direct" one of an extra direct round, run after the measured rounds
-	// so that the profiler's own cost stays out of the table.
+	// CPUProfile+".direct" and CPUProfile+".bare" ones of an extra direct and bare-proxy
+	// round, run after the measured rounds so that the profiler's own cost stays out of
+	// the table.
 	CPUProfile      string
 	ProfileDuration time.Duration
 	Verbose         bool
@@ -71,7 +72,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.ListDuration, "list-duration", 2*time.Second, "length of each LIST round (one client, LISTs back to back)")
 	fs.IntVar(&o.Watches, "watches", 1000, "idle watches opened on each path for the memory measurement")
 	fs.IntVar(&o.WatchConns, "watch-conns", 8, "HTTP/2 connections the watches are spread over")
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of an extra Keyport GET round to `file` (and of a direct round to file.direct)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of an extra Keyport GET round to `file` (and of a direct and a bare-proxy round to file.direct, file.bare)")
 	fs.DurationVar(&o.ProfileDuration, "profile-duration", 6*time.Second, "length of each profiled round")
 	fs.BoolVar(&o.Verbose, "v", false, "log the control plane's and Keyport's progress")
 	if err := fs.Parse(args); err != nil {
@@ -180,10 +181,10 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (err error) {
 
 	if o.CPUProfile != "" {
 		log.Info("profiling one extra round per path", "duration", o.ProfileDuration, "file", o.CPUProfile)
-		for _, p := range paths {
+		for _, p := range withBare {
 			file := o.CPUProfile
-			if p.name == "direct" {
-				file += ".direct"
+			if p.name != "keyport" {
+				file += "." + p.name
 			}
 			r, err := profileRound(ctx, p, o, file)
 			if err != nil {
