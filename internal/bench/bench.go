@@ -102,11 +102,9 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (err error) {
 	}
 	// Keyport runs in this process: give it the GC setting `keyport start` gives the
 	// daemon (the client shares it, on every path alike).
-	if os.Getenv("GOGC") == "" {
-		gctx, stopGC := context.WithCancel(ctx)
-		defer stopGC()
-		go gctune.Run(gctx, gctune.DefaultFloor, 5*time.Second, log)
-	}
+	gctx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	gctune.Start(gctx, os.Getenv, log)
 	env := environment{cores: runtime.NumCPU(), maxprocs: runtime.GOMAXPROCS(0), goVersion: runtime.Version(), loadBefore: loadAverage()}
 	began := time.Now()
 	s, err := startSetup(ctx, o, log)

@@ -58,9 +58,7 @@ func BenchmarkProxyCannedUpstream(b *testing.B) {
 	defer cancel()
 	// As `keyport start` runs the daemon: with the GC heap floor, unless GOGC is set
 	// (GOGC=100 measures Go's default).
-	if os.Getenv("GOGC") == "" {
-		go gctune.Run(ctx, gctune.DefaultFloor, time.Second, slog.New(slog.DiscardHandler))
-	}
+	gctune.Start(ctx, os.Getenv, slog.New(slog.DiscardHandler))
 	kp, err := StartKeyport(ctx, b.TempDir(), kubeconfig, map[string]string{"env": "dev"},
 		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {

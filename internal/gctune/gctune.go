@@ -6,8 +6,8 @@
 // a collection, and gives it back to 100 as the live heap grows: memory stays within
 // max(Floor, about twice the live heap), as with the default once the heap is large.
 //
-// An operator who sets GOGC keeps it: the daemon does not start the tuner then
-// (internal/service). GOMEMLIMIT keeps working on top.
+// An operator who sets GOGC keeps it: Start does not run the tuner then. GOMEMLIMIT keeps
+// working on top.
 package gctune
 
 import (
@@ -31,6 +31,16 @@ func Percent(live, floor uint64) int {
 		return 100
 	}
 	return int(min(floor*100/live-100, maxPercent))
+}
+
+// Start runs the tuner the way the daemon does (DefaultFloor, re-read every 5 s) until
+// ctx ends, unless getenv("GOGC") is set: the operator's own choice wins.
+func Start(ctx context.Context, getenv func(string) string, logger *slog.Logger) {
+	if getenv != nil && getenv("GOGC") != "" {
+		logger.Debug("GOGC is set; the GC heap floor is off")
+		return
+	}
+	go Run(ctx, DefaultFloor, 5*time.Second, logger)
 }
 
 // liveHeap reads the live heap the last collection measured.

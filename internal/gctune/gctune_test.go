@@ -64,3 +64,21 @@ func TestRunSetsAndRestores(t *testing.T) {
 		t.Errorf("after Run: GC percent %d, want the 100 it found", p)
 	}
 }
+
+func TestStartLeavesAnOperatorsGOGC(t *testing.T) {
+	before := debug.SetGCPercent(250)
+	defer debug.SetGCPercent(before)
+	runtime.GC()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	Start(ctx, func(k string) string {
+		if k == "GOGC" {
+			return "250"
+		}
+		return ""
+	}, slog.New(slog.DiscardHandler))
+	time.Sleep(50 * time.Millisecond)
+	if p := debug.SetGCPercent(250); p != 250 {
+		t.Errorf("GC percent %d after Start with GOGC=250 set, want 250 untouched", p)
+	}
+}

@@ -122,8 +122,8 @@ func (k *KubeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { k.h.Se
 
 // EndAll ends every stream in flight (watches, followed logs and upgraded exec, attach
 // and port-forward sessions, which http.Server.Close does not reach), and every one that
-// starts later, at once: the process is stopping. Their audit
-// events are still emitted as their handlers return.
+// starts later, at once: the process is stopping. Their audit events are still emitted
+// as their handlers return.
 func (k *KubeHandler) EndAll() { k.tr.endAll() }
 
 // requestState is what the chain learns about a request, stage by stage: the identity,
@@ -425,12 +425,18 @@ func withTracking(next http.Handler, tr *tracker) http.Handler {
 	})
 }
 
+// isSession reports exec, attach and port-forward: upgraded connections, audited as
+// sessions with a start and an end event.
+func isSession(info *request.RequestInfo) bool {
+	return info.Subresource == "exec" || info.Subresource == "attach" || info.Subresource == "portforward"
+}
+
 // isStream reports requests that stay open: watches, sessions, followed logs.
 func isStream(info *request.RequestInfo, r *http.Request) bool {
 	switch {
 	case info.Verb == "watch":
 		return true
-	case info.Subresource == "exec" || info.Subresource == "attach" || info.Subresource == "portforward":
+	case isSession(info):
 		return true
 	case info.Subresource == "log" && r.URL.Query().Get("follow") == "true":
 		return true
@@ -443,7 +449,7 @@ func withAudit(next http.Handler, cfg KubeConfig, m *metrics) http.Handler {
 		start := cfg.Clock.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		info := infoFrom(r.Context())
-		session := info.Subresource == "exec" || info.Subresource == "attach" || info.Subresource == "portforward"
+		session := isSession(info)
 		if session {
 			emitSessionStart(cfg, r)
 		}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -34,7 +33,7 @@ func Main(args []string, stdio common.IO) int {
 			logger := newLogger(cfg, g.Debug, stdio)
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			startGCTuner(ctx, stdio, logger)
+			gctune.Start(ctx, stdio.Getenv, logger) // a GC heap floor, unless GOGC is set
 			return Run(ctx, Options{Config: cfg, Logger: logger})
 		},
 	}
@@ -50,16 +49,6 @@ func Main(args []string, stdio common.IO) int {
 	}
 	root.AddCommand(start, configure)
 	return common.Run(root, args, stdio)
-}
-
-// startGCTuner gives the daemon's garbage collector a heap floor (internal/gctune),
-// unless the operator chose a GOGC of their own.
-func startGCTuner(ctx context.Context, stdio common.IO, logger *slog.Logger) {
-	if stdio.Getenv != nil && stdio.Getenv("GOGC") != "" {
-		logger.Debug("GOGC is set; the GC heap floor is off")
-		return
-	}
-	go gctune.Run(ctx, gctune.DefaultFloor, 5*time.Second, logger)
 }
 
 // configPath applies the SPEC's order: -c, $KEYPORT_CONFIG, /etc/keyport.yaml.
