@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,6 +73,39 @@ type Discard struct{}
 
 // Emit implements Emitter.
 func (Discard) Emit(context.Context, Event) {}
+
+// Recorder keeps the events emitted to it, in order; for tests that look at them.
+type Recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+// Emit implements Emitter.
+func (r *Recorder) Emit(_ context.Context, e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+// Events returns a copy of the events recorded so far.
+func (r *Recorder) Events() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+// Count returns how many recorded events have type typ.
+func (r *Recorder) Count(typ string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
 
 // Prefix is where events live in the backend.
 const Prefix = "/audit/"

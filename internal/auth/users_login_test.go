@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,40 +14,16 @@ import (
 	"github.com/keyport/keyport/internal/types"
 )
 
-// recorder keeps audit events for assertions.
-type recorder struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (r *recorder) Emit(_ context.Context, e audit.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) count(typ string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, e := range r.events {
-		if e.Type == typ {
-			n++
-		}
-	}
-	return n
-}
-
 type loginEnv struct {
 	s     *Server
 	clk   *clock.Fake
-	audit *recorder
+	audit *audit.Recorder
 	pub   crypto.PublicKey
 }
 
 func newLoginEnv(t *testing.T, secondFactor string) *loginEnv {
 	t.Helper()
-	rec := &recorder{}
+	rec := &audit.Recorder{}
 	s, clk := newTestServer(t, Config{Audit: rec, ProxyPublicAddr: "keyport.example.com:3080", SecondFactor: secondFactor})
 	key, err := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
 	if err != nil {
@@ -151,8 +126,8 @@ func TestInvite(t *testing.T) {
 	if err := e.login("alice", goodPassword, e.code(t, info.OTPSecret, 1), "10.0.0.2:5"); err != nil {
 		t.Fatal(err)
 	}
-	if e.audit.count(EventInviteComplete) == 0 || e.audit.count(audit.UserLogin) != 1 {
-		t.Errorf("audit: %+v", e.audit.events)
+	if e.audit.Count(EventInviteComplete) == 0 || e.audit.Count(audit.UserLogin) != 1 {
+		t.Errorf("audit: %+v", e.audit.Events())
 	}
 
 	// Expired and garbage invites.
@@ -216,7 +191,7 @@ func TestLogin(t *testing.T) {
 			}
 		})
 	}
-	if n := e.audit.count(audit.UserLoginFailure); n != 4 {
+	if n := e.audit.Count(audit.UserLoginFailure); n != 4 {
 		t.Errorf("%d login failures audited, want 4 (the missing code is not one)", n)
 	}
 }
@@ -247,7 +222,7 @@ func TestLoginLockout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "invalid OTP code") || !strings.Contains(err.Error(), `user "dave" is locked until 2026-03-01T10:20:00Z`) {
 		t.Fatalf("fifth failure: %v", err)
 	}
-	if e.audit.count(audit.UserLocked) != 1 {
+	if e.audit.Count(audit.UserLocked) != 1 {
 		t.Errorf("no user.locked event")
 	}
 	r, _ := e.s.GetResource(ctx, types.KindUser, "dave")

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sync"
 	"testing"
 
 	"github.com/keyport/keyport/internal/audit"
@@ -15,18 +14,6 @@ import (
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
 )
-
-// recordingAudit keeps the events emitted to it.
-type recordingAudit struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (r *recordingAudit) Emit(_ context.Context, e audit.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
 
 // stalledUpstream never answers; it returns when the request is cancelled.
 type stalledUpstream struct{ arrived chan struct{} }
@@ -40,7 +27,7 @@ func (u stalledUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
 // A request that ends before any response (here: the client went away; a lock or
 // shutdown does the same) is audited as 499, not as a success.
 func TestAuditRequestEndedBeforeResponse(t *testing.T) {
-	rec := &recordingAudit{}
+	rec := &audit.Recorder{}
 	up := stalledUpstream{arrived: make(chan struct{})}
 	u, _ := url.Parse("https://127.0.0.1:6443")
 	fw := &kube.Cluster{Name: "c", Labels: map[string]string{"env": "dev"}, Server: u, Transport: up, UpgradeTransport: up}
@@ -59,10 +46,11 @@ func TestAuditRequestEndedBeforeResponse(t *testing.T) {
 	<-up.arrived
 	cancel()
 	<-done
-	if len(rec.events) != 1 {
-		t.Fatalf("%d events, want 1", len(rec.events))
+	events := rec.Events()
+	if len(events) != 1 {
+		t.Fatalf("%d events, want 1", len(events))
 	}
-	e := rec.events[0]
+	e := events[0]
 	if e.Type != audit.KubeRequest || e.Success || e.Fields["status"] != statusClientClosedRequest {
 		t.Fatalf("event = %+v, want kube.request, success false, status 499", e)
 	}
