@@ -219,7 +219,7 @@ func queued(typ string) bool { return typ == KubeRequest }
 // sequence number, "20261125T150405.123456789-node-00000042".
 func (l *Log) newID(t time.Time) string {
 	b := make([]byte, 0, 48+len(l.node))
-	b = t.UTC().AppendFormat(b, "20060102T150405.000000000")
+	b = appendIDTime(b, t.UTC())
 	b = append(b, '-')
 	b = append(b, l.node...)
 	b = append(b, '-')
@@ -228,6 +228,39 @@ func (l *Log) newID(t time.Time) string {
 		b = append(b, '0')
 	}
 	return string(append(b, n...))
+}
+
+// appendIDTime appends t as "20060102T150405.000000000" without time.Format's layout
+// parsing (a kube.request event is made per request); years outside 0–9999 go through
+// AppendFormat.
+func appendIDTime(b []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, "20060102T150405.000000000")
+	}
+	hour, minute, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = appendDigits(b, int(month), 2)
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = appendDigits(b, minute, 2)
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	return appendDigits(b, t.Nanosecond(), 9)
+}
+
+// appendDigits appends v (0 <= v < 10^width) zero-padded to width digits.
+func appendDigits(b []byte, v, width int) []byte {
+	n := len(b)
+	for range width {
+		b = append(b, 0)
+	}
+	for i := len(b) - 1; i >= n; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return b
 }
 
 // Emit records e. A failure to record is logged, not returned: the action it describes

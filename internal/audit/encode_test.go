@@ -103,3 +103,23 @@ func BenchmarkEventJSON(b *testing.B) {
 		}
 	})
 }
+
+// TestAppendIDTime: the ID's time is what AppendFormat writes, for times from year 0 to
+// past 9999 (those go through AppendFormat) and every nanosecond width.
+func TestAppendIDTime(t *testing.T) {
+	const layout = "20060102T150405.000000000"
+	for _, at := range []time.Time{
+		time.Date(2026, 11, 25, 14, 4, 5, 120000000, time.UTC),
+		time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC),
+		time.Date(1999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 1, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 6, 15, 12, 30, 0, 0, time.UTC),
+		time.Unix(0, 0).UTC(),
+	} {
+		if got, want := string(appendIDTime(nil, at)), at.Format(layout); got != want {
+			t.Errorf("appendIDTime(%v) = %q, want %q", at, got, want)
+		}
+	}
+}

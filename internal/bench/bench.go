@@ -65,7 +65,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var o Options
 	fs := flag.NewFlagSet("keyport-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.IntVar(&o.Rounds, "rounds", 7, "interleaved rounds per path; the table reports the median")
+	fs.IntVar(&o.Rounds, "rounds", 11, "interleaved rounds per path; the table reports the median")
 	fs.DurationVar(&o.Duration, "duration", 2*time.Second, "length of each GET round")
 	fs.IntVar(&o.Clients, "clients", 16, "concurrent GET clients")
 	fs.IntVar(&o.ConfigMaps, "configmaps", 5000, "ConfigMaps in the LIST")

@@ -32,6 +32,8 @@ var cannedPod = []byte(`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web-
 // a whole Keyport (auth, proxy, Kubernetes Service, SQLite audit log) in this process,
 // 16 clients, b.N requests per path over 10 interleaved rounds. <path>-cpu-µs/req is
 // this process's CPU per request on that path; the difference to direct is the proxy.
+// <path>-writes/req counts the process's write system calls per request (the client's,
+// the canned server's and, on the proxied paths, the proxy's).
 func BenchmarkProxyCannedUpstream(b *testing.B) {
 	upstream := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -87,6 +89,7 @@ func BenchmarkProxyCannedUpstream(b *testing.B) {
 		hc   *http.Client
 		url  string
 		cpu  time.Duration
+		sys  syscalls
 		n    int
 	}{{name: "direct", cfg: direct}, {name: "bare", cfg: bare}, {name: "keyport", cfg: viaKeyport}}
 	for i := range paths {
@@ -111,6 +114,10 @@ func BenchmarkProxyCannedUpstream(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			sys0, err := countSyscalls()
+			if err != nil {
+				b.Fatal(err)
+			}
 			var wg sync.WaitGroup
 			var once sync.Once
 			for c := range clients {
@@ -132,13 +139,20 @@ func BenchmarkProxyCannedUpstream(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			sys1, err := countSyscalls()
+			if err != nil {
+				b.Fatal(err)
+			}
 			p.cpu += cpu1 - cpu0
+			p.sys.reads += sys1.reads - sys0.reads
+			p.sys.writes += sys1.writes - sys0.writes
 			p.n += per
 		}
 	}
 	b.StopTimer()
 	for _, p := range paths {
 		b.ReportMetric(float64(p.cpu.Microseconds())/float64(p.n), p.name+"-cpu-µs/req")
+		b.ReportMetric(float64(p.sys.writes)/float64(p.n), p.name+"-writes/req")
 	}
 	b.ReportMetric(0, "ns/op")
 }

@@ -50,6 +50,7 @@ type roundResult struct {
 	elapsed   time.Duration
 	latencies []time.Duration // sorted
 	cpu       time.Duration   // this process's user+system CPU during the round
+	sys       syscalls        // this process's read and write system calls during the round
 	cpCPU     time.Duration   // kube-apiserver's and etcd's
 }
 
@@ -62,6 +63,14 @@ func (r roundResult) cpCPUPerRequest() time.Duration {
 		return 0
 	}
 	return r.cpCPU / time.Duration(r.requests)
+}
+
+// syscallsPerRequest is this process's read and write system calls per request.
+func (r roundResult) syscallsPerRequest() (reads, writes float64) {
+	if r.requests == 0 {
+		return 0, 0
+	}
+	return float64(r.sys.reads) / float64(r.requests), float64(r.sys.writes) / float64(r.requests)
 }
 
 func (r roundResult) perSecond() float64 { return float64(r.requests) / r.elapsed.Seconds() }
@@ -104,6 +113,10 @@ func runRound(ctx context.Context, hc *http.Client, url string, workers int, d t
 	if err != nil {
 		return roundResult{}, err
 	}
+	sys0, err := countSyscalls()
+	if err != nil {
+		return roundResult{}, err
+	}
 	start := time.Now()
 	deadline := start.Add(d)
 	for range workers {
@@ -142,11 +155,15 @@ func runRound(ctx context.Context, hc *http.Client, url string, workers int, d t
 	if err != nil {
 		return roundResult{}, err
 	}
+	sys1, err := countSyscalls()
+	if err != nil {
+		return roundResult{}, err
+	}
 	if failure != nil {
 		return roundResult{}, failure
 	}
 	slices.Sort(lat)
-	return roundResult{requests: len(lat), bytes: total.Load(), elapsed: elapsed, latencies: lat, cpu: cpu1 - cpu0, cpCPU: cp1 - cp0}, nil
+	return roundResult{requests: len(lat), bytes: total.Load(), elapsed: elapsed, latencies: lat, cpu: cpu1 - cpu0, sys: sys1.sub(sys0), cpCPU: cp1 - cp0}, nil
 }
 
 // watchSet is a number of open, idle watches.

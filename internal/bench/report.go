@@ -40,6 +40,7 @@ func report(w io.Writer, o Options, env environment, res *results) {
 
 	var (
 		getRate, p50, p99, cpu [3]float64
+		reads, writes          [3]float64
 		cpCPU                  [3]float64
 		listRate, listP50      [3]float64
 		oneP50, oneP99         [3]float64
@@ -49,6 +50,8 @@ func report(w io.Writer, o Options, env environment, res *results) {
 		p50[j] = float64(median(each(res.get[j], func(r roundResult) time.Duration { return r.quantile(0.5) })))
 		p99[j] = float64(median(each(res.get[j], func(r roundResult) time.Duration { return r.quantile(0.99) })))
 		cpu[j] = float64(median(each(res.get[j], roundResult.cpuPerRequest)))
+		reads[j] = median(each(res.get[j], func(r roundResult) float64 { rd, _ := r.syscallsPerRequest(); return rd }))
+		writes[j] = median(each(res.get[j], func(r roundResult) float64 { _, wr := r.syscallsPerRequest(); return wr }))
 		cpCPU[j] = float64(median(each(res.get[j], roundResult.cpCPUPerRequest)))
 		// One client's rounds are short of samples for a p99 each (a few hundred
 		// requests per path): the quantiles are of all its rounds' requests together.
@@ -82,8 +85,7 @@ func report(w io.Writer, o Options, env environment, res *results) {
 	fmt.Fprintf(w, "\nMedians of %d rounds:\n", o.Rounds)
 	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, " metric\t direct\t through Keyport\t ratio (keyport/direct) or added")
-	fmt.Fprintf(tw, " GET pod, %d clients, %s rounds (req/s)\t %.0f\t %.0f\t %.2f (median of rounds; %.2f–%.2f)\n", o.Clients, o.Duration, getRate[0], getRate[1],
-		median(keyportRatios), slices.Min(keyportRatios), slices.Max(keyportRatios))
+	fmt.Fprintf(tw, " GET pod, %d clients, %s rounds (req/s)\t %.0f\t %.0f\t %s\n", o.Clients, o.Duration, getRate[0], getRate[1], spread(keyportRatios))
 	fmt.Fprintf(tw, " GET p50 latency, %d clients\t %s\t %s\t %s\n", o.Clients, ms(d(p50[0])), ms(d(p50[1])), signedMS(d(p50[1]-p50[0])))
 	fmt.Fprintf(tw, " GET p99 latency, %d clients\t %s\t %s\t %s added p99\n", o.Clients, ms(d(p99[0])), ms(d(p99[1])), signedMS(d(p99[1]-p99[0])))
 	fmt.Fprintf(tw, " GET p50 latency, 1 client\t %s\t %s\t %s\n", ms(d(oneP50[0])), ms(d(oneP50[1])), signedMS(d(oneP50[1]-oneP50[0])))
@@ -96,6 +98,8 @@ func report(w io.Writer, o Options, env environment, res *results) {
 	fmt.Fprintf(tw, " goroutines, %d idle watches\t %d\t %d\t %+.1f per watch\n", o.Watches, res.watchGoroutines[0], res.watchGoroutines[1],
 		float64(res.watchGoroutines[1]-res.watchGoroutines[0])/float64(o.Watches))
 	fmt.Fprintf(tw, " CPU per GET, this process (µs)\t %s (client)\t %s (client+proxy)\t %s proxy\n", us(d(cpu[0])), us(d(cpu[1])), signedUS(d(cpu[1]-cpu[0])))
+	fmt.Fprintf(tw, " write / read syscalls per GET, this process\t %.1f / %.1f (client)\t %.1f / %.1f (client+proxy)\t %+.1f / %+.1f proxy\n",
+		writes[0], reads[0], writes[1], reads[1], writes[1]-writes[0], reads[1]-reads[0])
 	fmt.Fprintf(tw, " CPU per GET, kube-apiserver + etcd (µs)\t %s\t %s\t %.2f\n", us(d(cpCPU[0])), us(d(cpCPU[1])), ratio(cpCPU[1], cpCPU[0]))
 	_ = tw.Flush()
 	if len(res.get) > 2 {
@@ -104,10 +108,11 @@ func report(w io.Writer, o Options, env environment, res *results) {
 		tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
 		fmt.Fprintln(tw, " metric\t bare Go proxy\t through Keyport")
 		bareRatios := roundRatios(2)
-		fmt.Fprintf(tw, " GET pod, %d clients (ratio to direct, median of rounds)\t %.2f (%.2f–%.2f)\t %.2f (%.2f–%.2f)\n", o.Clients,
-			median(bareRatios), slices.Min(bareRatios), slices.Max(bareRatios), median(keyportRatios), slices.Min(keyportRatios), slices.Max(keyportRatios))
+		fmt.Fprintf(tw, " GET pod, %d clients (ratio to direct)\t %s\t %s\n", o.Clients, spread(bareRatios), spread(keyportRatios))
 		fmt.Fprintf(tw, " GET p99 latency, 1 client (added)\t %s\t %s\n", signedMS(d(oneP99[2]-oneP99[0])), signedMS(d(oneP99[1]-oneP99[0])))
 		fmt.Fprintf(tw, " CPU per GET, proxy (µs)\t %s\t %s\n", signedUS(d(cpu[2]-cpu[0])), signedUS(d(cpu[1]-cpu[0])))
+		fmt.Fprintf(tw, " write / read syscalls per GET, proxy\t %+.1f / %+.1f\t %+.1f / %+.1f\n",
+			writes[2]-writes[0], reads[2]-reads[0], writes[1]-writes[0], reads[1]-reads[0])
 		_ = tw.Flush()
 	}
 	if cpu[1] > cpu[0] && cpCPU[0] > 0 {
@@ -133,6 +138,16 @@ the impersonation Keyport sends. Medians are per metric over the rounds; the GET
 median of each round's ratio to the direct rounds before and after it, the other ratios are of the medians.
 The 1-client rows come from one client sending its GETs to the paths in turn, so all paths share each moment;
 their p50 and p99 are over the requests of all rounds together.`)
+}
+
+// spread is a median of per-round ratios with the middle half of the rounds and the whole
+// range: single rounds on a shared machine swing by a third (a slow second of the control
+// plane's), so the middle half says how far the median can be trusted.
+func spread(rs []float64) string {
+	s := slices.Clone(rs)
+	slices.Sort(s)
+	q := func(f float64) float64 { return s[int(f*float64(len(s)-1)+0.5)] }
+	return fmt.Sprintf("%.2f (median of %d rounds; middle half %.2f–%.2f, all %.2f–%.2f)", median(s), len(s), q(0.25), q(0.75), s[0], s[len(s)-1])
 }
 
 // pooled merges rounds' latencies into one sorted sample.

@@ -89,6 +89,19 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	streams  prometheus.Gauge
+	// series caches each (cluster, verb, code)'s counter and histogram: looking them up
+	// in the vectors hashes the label values and formats the code on every request.
+	series sync.Map // seriesKey → *requestSeries
+}
+
+type seriesKey struct {
+	cluster, verb string
+	code          int
+}
+
+type requestSeries struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -111,6 +124,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) observe(cluster, verb string, code int, seconds float64) {
-	m.requests.WithLabelValues(cluster, verb, strconv.Itoa(code)).Inc()
-	m.latency.WithLabelValues(cluster, verb).Observe(seconds)
+	k := seriesKey{cluster, verb, code}
+	v, ok := m.series.Load(k)
+	if !ok {
+		// The label values are few (clusters × verbs × codes), as in the vectors.
+		v, _ = m.series.LoadOrStore(k, &requestSeries{
+			requests: m.requests.WithLabelValues(cluster, verb, strconv.Itoa(code)),
+			latency:  m.latency.WithLabelValues(cluster, verb),
+		})
+	}
+	s := v.(*requestSeries)
+	s.requests.Inc()
+	s.latency.Observe(seconds)
 }
