@@ -113,6 +113,8 @@ func report(w io.Writer, o Options, env environment, res *results) {
 		fmt.Fprintf(tw, " CPU per GET, proxy (µs)\t %s\t %s\n", signedUS(d(cpu[2]-cpu[0])), signedUS(d(cpu[1]-cpu[0])))
 		fmt.Fprintf(tw, " write / read syscalls per GET, proxy\t %+.1f / %+.1f\t %+.1f / %+.1f\n",
 			writes[2]-writes[0], reads[2]-reads[0], writes[1]-writes[0], reads[1]-reads[0])
+		fmt.Fprintf(tw, " CPU per GET, kube-apiserver + etcd (to direct)\t %s (%.2f)\t %s (%.2f)\n",
+			us(d(cpCPU[2])), ratio(cpCPU[2], cpCPU[0]), us(d(cpCPU[1])), ratio(cpCPU[1], cpCPU[0]))
 		_ = tw.Flush()
 	}
 	if cpu[1] > cpu[0] && cpCPU[0] > 0 {
