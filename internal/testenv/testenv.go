@@ -162,8 +162,12 @@ proxy_service:
 		AuthAddr: lis["auth"].Addr().String(), WebAddr: lis["web"].Addr().String(), DiagAddr: lis["diag"].Addr().String()}
 	ready := make(chan struct{})
 	go func() {
-		defer p.Close()
-		c.done <- p.ServeWithReady(runCtx, ready)
+		err := p.ServeWithReady(runCtx, ready)
+		// Close writes the audit log's queued events and closes the backend: Stop
+		// returns only after it, so that a test reading events.log or the data
+		// directory afterwards sees everything.
+		p.Close()
+		c.done <- err
 	}()
 	select {
 	case <-ready:
