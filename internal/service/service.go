@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -31,7 +30,6 @@ import (
 	"github.com/keyport/keyport/internal/backend/etcdbk"
 	"github.com/keyport/keyport/internal/backend/sqlite"
 	"github.com/keyport/keyport/internal/clock"
-	"github.com/keyport/keyport/internal/coalesce"
 	"github.com/keyport/keyport/internal/config"
 	"github.com/keyport/keyport/internal/errs"
 	"github.com/keyport/keyport/internal/identityfile"
@@ -380,9 +378,6 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 		}
 		srv := &http.Server{Handler: p.webInflight.wrap(p.webHandler()), TLSConfig: p.webTLS(), ReadHeaderTimeout: 30 * time.Second,
 			ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
-		if err := serveHTTP2Coalesced(srv); err != nil {
-			return err
-		}
 		stop := func() {
 			_ = srv.Close()      // listener and connections
 			p.kubeH.EndAll()     // streams, upgraded sessions included, which Close does not reach
@@ -515,25 +510,6 @@ func (p *Process) webHandler() http.Handler {
 			mux.ServeHTTP(w, r)
 		}
 	})
-}
-
-// serveHTTP2Coalesced serves HTTP/2 on srv with golang.org/x/net/http2 over connections
-// whose writes are coalesced (package coalesce): a small response's HEADERS and DATA
-// leave in one write. Everything else is the library's: the same server net/http bundles.
-func serveHTTP2Coalesced(srv *http.Server) error {
-	h2 := &http2.Server{}
-	if err := http2.ConfigureServer(srv, h2); err != nil {
-		return fmt.Errorf("configuring HTTP/2: %w", err)
-	}
-	srv.TLSNextProto[http2.NextProtoTLS] = func(hs *http.Server, c *tls.Conn, h http.Handler) {
-		// net/http passes its per-connection base context through the handler.
-		var ctx context.Context
-		if bc, ok := h.(interface{ BaseContext() context.Context }); ok {
-			ctx = bc.BaseContext()
-		}
-		h2.ServeConn(coalesce.Wrap(c), &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: hs})
-	}
-	return nil
 }
 
 func etcdTLS(st config.Storage) (*tls.Config, error) {
