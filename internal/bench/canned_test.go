@@ -144,8 +144,7 @@ func BenchmarkProxyCannedUpstream(b *testing.B) {
 				b.Fatal(err)
 			}
 			p.cpu += cpu1 - cpu0
-			p.sys.reads += sys1.reads - sys0.reads
-			p.sys.writes += sys1.writes - sys0.writes
+			p.sys = p.sys.add(sys1.sub(sys0))
 			p.n += per
 		}
 	}

@@ -65,12 +65,16 @@ func (r roundResult) cpCPUPerRequest() time.Duration {
 	return r.cpCPU / time.Duration(r.requests)
 }
 
-// syscallsPerRequest is this process's read and write system calls per request.
-func (r roundResult) syscallsPerRequest() (reads, writes float64) {
-	if r.requests == 0 {
-		return 0, 0
+// readsPerRequest and writesPerRequest are this process's read and write system calls
+// per request.
+func (r roundResult) readsPerRequest() float64  { return perRequest(r.sys.reads, r.requests) }
+func (r roundResult) writesPerRequest() float64 { return perRequest(r.sys.writes, r.requests) }
+
+func perRequest(n int64, requests int) float64 {
+	if requests == 0 {
+		return 0
 	}
-	return float64(r.sys.reads) / float64(r.requests), float64(r.sys.writes) / float64(r.requests)
+	return float64(n) / float64(requests)
 }
 
 func (r roundResult) perSecond() float64 { return float64(r.requests) / r.elapsed.Seconds() }

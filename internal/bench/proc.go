@@ -62,6 +62,7 @@ func countSyscalls() (syscalls, error) {
 }
 
 func (c syscalls) sub(d syscalls) syscalls { return syscalls{c.reads - d.reads, c.writes - d.writes} }
+func (c syscalls) add(d syscalls) syscalls { return syscalls{c.reads + d.reads, c.writes + d.writes} }
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every Linux
 // architecture Go supports (reading it properly needs cgo's sysconf).

@@ -50,8 +50,8 @@ func report(w io.Writer, o Options, env environment, res *results) {
 		p50[j] = float64(median(each(res.get[j], func(r roundResult) time.Duration { return r.quantile(0.5) })))
 		p99[j] = float64(median(each(res.get[j], func(r roundResult) time.Duration { return r.quantile(0.99) })))
 		cpu[j] = float64(median(each(res.get[j], roundResult.cpuPerRequest)))
-		reads[j] = median(each(res.get[j], func(r roundResult) float64 { rd, _ := r.syscallsPerRequest(); return rd }))
-		writes[j] = median(each(res.get[j], func(r roundResult) float64 { _, wr := r.syscallsPerRequest(); return wr }))
+		reads[j] = median(each(res.get[j], roundResult.readsPerRequest))
+		writes[j] = median(each(res.get[j], roundResult.writesPerRequest))
 		cpCPU[j] = float64(median(each(res.get[j], roundResult.cpCPUPerRequest)))
 		// One client's rounds are short of samples for a p99 each (a few hundred
 		// requests per path): the quantiles are of all its rounds' requests together.
