@@ -127,8 +127,9 @@ func report(w io.Writer, o Options, env environment, res *results) {
 			ceiling, us(d(cpu[1]-cpu[0])), 100*(cpu[1]-cpu[0])/cpCPU[0], us(d(cpCPU[0])))
 	}
 
+	fmt.Fprintf(w, "\n%s", verdict(median(keyportRatios), d(oneP99[1]-oneP99[0]), d(p99[1]-p99[0]), o.Clients))
+
 	fmt.Fprintln(w, `
-Targets: GET throughput ratio >= 0.85 (goal 0.95) and added p99 <= 1 ms; missing them does not fail the run.
 Notes: the client and Keyport (proxy, auth, SQLite audit log) run in this one process; etcd, kube-apiserver,
 kube-controller-manager and kwok are separate processes on the same cores. "CPU per GET, this process" is
 getrusage of this process: the direct column is the client alone, the Keyport column client + proxy, and the
@@ -140,6 +141,39 @@ the impersonation Keyport sends. Medians are per metric over the rounds; the GET
 median of each round's ratio to the direct rounds before and after it, the other ratios are of the medians.
 The 1-client rows come from one client sending its GETs to the paths in turn, so all paths share each moment;
 their p50 and p99 are over the requests of all rounds together.`)
+}
+
+// Targets of the proxy (issue 5): GET throughput through Keyport at least minRatio of
+// direct (goalRatio is the project's goal), and at most maxAddedP99 added to the p99 of
+// a GET.
+const (
+	minRatio    = 0.85
+	goalRatio   = 0.95
+	maxAddedP99 = time.Millisecond
+)
+
+// verdict says whether this run met the targets. The added p99 is the one-client
+// measure: the latency the hop adds. At 16 closed-loop clients on a CPU-bound machine a
+// request's latency is about clients / throughput, so there the added p99 is the
+// throughput ratio again, as queueing, and it is shown for reference only.
+func verdict(getRatio float64, oneClientAddedP99, queuedAddedP99 time.Duration, clients int) string {
+	met := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	goal := "goal met"
+	if getRatio < goalRatio {
+		goal = fmt.Sprintf("goal %.2f not met", goalRatio)
+	}
+	return fmt.Sprintf("Targets (missing them does not fail the run):\n"+
+		"  GET throughput ratio >= %.2f: %.2f, %s (%s)\n"+
+		"  added p99 <= %s, one client (the hop's own latency): %s, %s\n"+
+		"  (the added p99 at %d clients, %s, is queueing behind the lower throughput, not a target)\n",
+		minRatio, getRatio, met(getRatio >= minRatio), goal,
+		ms(maxAddedP99), signedMS(oneClientAddedP99), met(oneClientAddedP99 <= maxAddedP99),
+		clients, signedMS(queuedAddedP99))
 }
 
 // spread is a median of per-round ratios with the middle half of the rounds and the whole
