@@ -14,11 +14,13 @@ func TestVerdict(t *testing.T) {
 		want  []string
 	}{
 		{"both met", 0.86, 490 * time.Microsecond, []string{
-			"GET throughput ratio >= 0.85: 0.86, met (goal 0.95 not met)",
-			"added p99 <= 1.00 ms, one client (the hop's own latency): +0.49 ms, met",
+			"GET throughput ratio >= 0.85: 0.860, met (goal 0.95 not met)",
+			"added p99 <= 1.00 ms, one client (the hop's own latency): +0.490 ms, met",
 		}},
-		{"ratio short", 0.84, time.Millisecond, []string{"0.84, NOT met", "+1.00 ms, met"}},
-		{"p99 over", 0.96, 1200 * time.Microsecond, []string{"0.96, met (goal met)", "+1.20 ms, NOT met"}},
+		{"ratio short", 0.84, time.Millisecond, []string{"0.840, NOT met", "+1.000 ms, met"}},
+		{"p99 over", 0.96, 1200 * time.Microsecond, []string{"0.960, met (goal met)", "+1.200 ms, NOT met"}},
+		// Just short of a target: two decimals would print the target itself.
+		{"ratio just short", 0.846, 1004 * time.Microsecond, []string{"0.846, NOT met", "+1.004 ms, NOT met"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := verdict(tc.ratio, tc.p99, 3100*time.Microsecond, 16)
