@@ -22,6 +22,7 @@ var ClientPatterns = []string{
 // ServerPackages are the import-path prefixes the clients may not depend on.
 var ServerPackages = []string{
 	Module + "/internal/auth",
+	Module + "/internal/authapi",
 	Module + "/internal/proxy",
 	Module + "/internal/kube",
 	Module + "/internal/service",

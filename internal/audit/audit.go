@@ -45,8 +45,10 @@ const (
 	LockCreate        = "lock.create"
 	CertIssue         = "cert.issue"
 	KubeRequest       = "kube.request"
-	SessionStart      = "session.start"
-	SessionEnd        = "session.end"
+	// APIDenied is an Auth API call refused with PermissionDenied or Unauthenticated.
+	APIDenied    = "api.denied"
+	SessionStart = "session.start"
+	SessionEnd   = "session.end"
 )
 
 // Event is one audit record. Fields holds what is specific to the type.

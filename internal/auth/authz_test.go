@@ -58,7 +58,11 @@ func TestAuthorize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// A Rules row of the Auth API's table checks the lock, then the rules.
 			err := s.Authorize(Actor{Identity: tt.id}, tt.kind, tt.verb)
+			if err == nil && tt.id != nil {
+				err = s.CheckLock(tt.id)
+			}
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("denied: %v", err)

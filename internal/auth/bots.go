@@ -246,9 +246,6 @@ func (s *Server) RenewBot(ctx context.Context, actor Actor, pub crypto.PublicKey
 	if id == nil || !id.Renewable || id.BotName == "" {
 		return nil, errs.AccessDeniedf("only a bot's renewable identity may renew")
 	}
-	if err := s.CheckLock(id); err != nil {
-		return nil, err
-	}
 	it, err := s.cfg.Backend.Get(ctx, botInstanceKey(id.BotName, id.BotInstanceID))
 	if err != nil {
 		if errs.IsNotFound(err) {
@@ -328,9 +325,6 @@ func (s *Server) GenerateBotCerts(ctx context.Context, actor Actor, pub crypto.P
 	id := actor.Identity
 	if id == nil || !id.Renewable || id.BotName == "" {
 		return nil, errs.AccessDeniedf("only a bot's renewable identity may request output certificates")
-	}
-	if err := s.CheckLock(id); err != nil {
-		return nil, err
 	}
 	it, err := s.cfg.Backend.Get(ctx, botInstanceKey(id.BotName, id.BotInstanceID))
 	if err != nil {

@@ -35,7 +35,7 @@ func (s *Server) useJoinToken(ctx context.Context, secret, role, hint string) (*
 	used := func() error {
 		return errs.AccessDeniedf("the join token has already been used; create a new one with %s", hint)
 	}
-	h := hashToken(secret)
+	h := HashToken(secret)
 	it, err := s.cfg.Backend.Get(ctx, resourceKey(types.KindToken, h))
 	if errs.IsNotFound(err) {
 		if _, uerr := s.cfg.Backend.Get(ctx, []byte(usedTokenPrefix+h)); uerr == nil {

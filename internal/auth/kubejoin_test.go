@@ -105,7 +105,7 @@ func TestKubernetesJoin(t *testing.T) {
 		{"no name", "kubernetes", "\ngood", "needs the token's name"},
 		{"unknown token", "kubernetes", "nope\ngood", `there is no join token named "nope"`},
 		{"expired", "kubernetes", "short\ngood", `the join token "short" expired at`},
-		{"token-method token by its stored name", "kubernetes", hashToken(secret) + "\ngood", "is not a kubernetes token (its join method is token)"},
+		{"token-method token by its stored name", "kubernetes", HashToken(secret) + "\ngood", "is not a kubernetes token (its join method is token)"},
 		{"kubernetes token name as a secret", "token", "k8s-join", "the join token is not valid"},
 		{"unknown method", "iam", "x", `unknown join method "iam"`},
 	}

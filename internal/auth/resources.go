@@ -250,7 +250,7 @@ func (s *Server) checkRoleUnused(ctx context.Context, role string) error {
 }
 
 // hashToken is how join and invite secrets are stored: only their SHA-256.
-func hashToken(secret string) string {
+func HashToken(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
 }
@@ -259,7 +259,7 @@ func hashToken(secret string) string {
 // secret, so it is stored under the secret's hash and the name is replaced by it.
 func (s *Server) putToken(ctx context.Context, actor Actor, t *types.Token, mode WriteMode) (bool, error) {
 	if t.Spec.JoinMethod == types.JoinMethodToken {
-		t.Metadata.Name = hashToken(t.Metadata.Name)
+		t.Metadata.Name = HashToken(t.Metadata.Name)
 	}
 	if t.Metadata.Expires == nil {
 		exp := s.cfg.Clock.Now().Add(DefaultTokenTTL).UTC()

@@ -2,7 +2,8 @@
 // stored resources (roles, users, bots, join tokens, locks, kube cluster heartbeats, bot
 // instances), certificate issuance for users, bots and Keyport's own services, bot joining
 // and renewal with generation counters, the authorisation of every API call by the
-// caller's roles, and the audit of all of it. grpc.go exposes it as the Auth API.
+// caller's roles, and the audit of all of it. Package authapi is its edge: the gRPC Auth API, which
+// authorises every call before it reaches a method here.
 package auth
 
 import (
@@ -128,6 +129,17 @@ func (s *Server) Cache() *Cache { return s.cache }
 
 // ClusterName returns the cluster's name.
 func (s *Server) ClusterName() string { return s.cfg.ClusterName }
+
+// ProxyPublicAddr returns the address clients are told to reach the proxy on.
+func (s *Server) ProxyPublicAddr() string { return s.cfg.ProxyPublicAddr }
+
+// Now returns the time on the Auth Service's clock.
+func (s *Server) Now() time.Time { return s.cfg.Clock.Now() }
+
+// SearchAudit returns the audit events that match f.
+func (s *Server) SearchAudit(ctx context.Context, f audit.Filter) ([]audit.Event, error) {
+	return audit.Search(ctx, s.cfg.Backend, f)
+}
 
 // storedCA is how a CA sits in the backend.
 type storedCA struct {

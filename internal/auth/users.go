@@ -7,8 +7,10 @@ import (
 	"net"
 	"time"
 
+	"github.com/keyport/keyport/internal/audit"
 	"github.com/keyport/keyport/internal/backend"
 	"github.com/keyport/keyport/internal/errs"
+	"github.com/keyport/keyport/internal/types"
 )
 
 const (
@@ -41,7 +43,7 @@ func (s *Server) newInvite(ctx context.Context, user string) (string, time.Time,
 	}
 	exp := s.cfg.Clock.Now().Add(DefaultInviteTTL).UTC()
 	data, _ := json.Marshal(invite{User: user, Expires: exp})
-	if _, err := s.cfg.Backend.Put(ctx, backend.Item{Key: []byte(invitePrefix + hashToken(secret)), Value: data, Expires: exp}); err != nil {
+	if _, err := s.cfg.Backend.Put(ctx, backend.Item{Key: []byte(invitePrefix + HashToken(secret)), Value: data, Expires: exp}); err != nil {
 		return "", time.Time{}, err
 	}
 	return s.InviteURL(secret), exp, nil
@@ -54,4 +56,23 @@ func (s *Server) InviteURL(secret string) string {
 		addr = host
 	}
 	return "https://" + addr + "/web/invite/" + secret
+}
+
+// CreateUser makes a local user and an invite with which the user sets a password.
+func (s *Server) CreateUser(ctx context.Context, actor Actor, user *types.User) (invite string, exp time.Time, err error) {
+	if _, err := s.PutResource(ctx, actor, user, CreateOnly, 0); err != nil {
+		return "", time.Time{}, err
+	}
+	s.emit(ctx, actor, audit.Event{Type: audit.UserCreate, Success: true, Fields: map[string]any{"name": user.GetName(), "roles": user.Spec.Roles}})
+	return s.newInvite(ctx, user.GetName())
+}
+
+// ResetUser issues a new invite for an existing user.
+func (s *Server) ResetUser(ctx context.Context, actor Actor, name string) (string, time.Time, error) {
+	if _, err := s.GetResource(ctx, types.KindUser, name); err != nil {
+		return "", time.Time{}, err
+	}
+	_ = s.cfg.Backend.Delete(ctx, []byte(passwordPrefix+name))
+	s.emit(ctx, actor, audit.Event{Type: audit.UserReset, Success: true, Fields: map[string]any{"name": name}})
+	return s.newInvite(ctx, name)
 }

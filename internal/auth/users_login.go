@@ -142,7 +142,7 @@ func (s *Server) getInvite(ctx context.Context, secret string) (*backend.Item, *
 	if _, err := hex.DecodeString(secret); err != nil || len(secret) != 64 {
 		return nil, nil, errBadInvite
 	}
-	it, err := s.cfg.Backend.Get(ctx, []byte(invitePrefix+hashToken(secret)))
+	it, err := s.cfg.Backend.Get(ctx, []byte(invitePrefix+HashToken(secret)))
 	if errs.IsNotFound(err) {
 		return nil, nil, errBadInvite
 	}

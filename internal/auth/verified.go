@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyport/keyport/internal/errs"
 	"github.com/keyport/keyport/internal/tlsca"
 )
 
@@ -50,4 +51,36 @@ func (v *verifiedCerts) put(cert *x509.Certificate, id *tlsca.Identity) {
 		}
 	}
 	v.m[key] = id
+}
+
+// VerifyClientCert checks a client certificate against the user CA (users and bots) or
+// the host CA (Keyport's own processes and the local admin) and returns its identity.
+func (s *Server) VerifyClientCert(cert *x509.Certificate) (*tlsca.Identity, error) {
+	now := s.cfg.Clock.Now()
+	if id, ok := s.verified.get(cert, now); ok {
+		return id, nil
+	}
+	id, err := s.verifyClientCert(cert, now)
+	if err == nil {
+		s.verified.put(cert, id)
+	}
+	return id, err
+}
+
+func (s *Server) verifyClientCert(cert *x509.Certificate, now time.Time) (*tlsca.Identity, error) {
+	userPool, hostPool := s.Pools()
+	id, err := tlsca.Verify(userPool, cert, now)
+	if err == nil {
+		if id.SystemRole != "" {
+			return nil, errs.NotAuthenticatedf("certificate for %q claims a system role but was issued by the user CA", id.Username)
+		}
+		return id, nil
+	}
+	if hid, herr := tlsca.Verify(hostPool, cert, now); herr == nil {
+		if hid.SystemRole == "" {
+			return nil, errs.NotAuthenticatedf("host certificate for %q has no system role", hid.Username)
+		}
+		return hid, nil
+	}
+	return nil, err
 }

@@ -67,6 +67,9 @@ type KubeConfig struct {
 	Clusters Clusters
 	Decider  Decider
 	Audit    audit.Emitter
+	// Refusals coalesces the audit events of requests refused before a certificate
+	// verified (audit.Coalescer). Nil: one is made, flushed by Context.
+	Refusals *audit.Coalescer
 	Clock    clock.Clock
 	Logger   *slog.Logger
 	// Metrics, when set, receives the proxy's Prometheus series.
@@ -94,6 +97,10 @@ func NewKubeHandler(cfg KubeConfig) *KubeHandler {
 	if cfg.Context == nil {
 		cfg.Context = context.Background()
 	}
+	if cfg.Refusals == nil {
+		cfg.Refusals = audit.NewCoalescer(audit.CoalescerConfig{Next: cfg.Audit, Clock: cfg.Clock})
+		go cfg.Refusals.Run(cfg.Context)
+	}
 	m := newMetrics(cfg.Metrics)
 	tr := newTracker(m.streams)
 	if cfg.Changes != nil {
@@ -104,7 +111,7 @@ func NewKubeHandler(cfg KubeConfig) *KubeHandler {
 	h = withAuthorization(h, cfg)
 	h = withAudit(h, cfg, m)
 	h = withTracking(h, tr)
-	h = withRequestInfo(h)
+	h = withRequestInfo(h, cfg)
 	h = withRoute(h, cfg)
 	h = withLockCheck(h, cfg)
 	h = withAuthentication(h, cfg)
@@ -135,6 +142,8 @@ type requestState struct {
 	info     *request.RequestInfo
 	decision *Decision
 	stream   bool // stays open (isStream): tracked, and copied with small buffers
+	// reason is why Keyport itself refused or failed the request, for its audit event.
+	reason string
 }
 
 type stateKey struct{}
@@ -174,26 +183,27 @@ func decisionFrom(ctx context.Context) *Decision {
 func withAuthentication(next http.Handler, cfg KubeConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-			writeStatus(w, http.StatusUnauthorized, "no client certificate: use a kubeconfig from tbot, tsh kube login or tctl auth sign")
+			refuse(cfg, w, r, "", http.StatusUnauthorized, "no client certificate: use a kubeconfig from tbot, tsh kube login or tctl auth sign")
 			return
 		}
 		id, err := cfg.Auth.VerifyClientCert(r.TLS.PeerCertificates[0])
 		if err != nil {
-			writeStatus(w, http.StatusUnauthorized, err.Error())
+			refuse(cfg, w, r, "", http.StatusUnauthorized, err.Error())
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, &requestState{id: id}))
 		if id.SystemRole != "" {
-			writeStatus(w, http.StatusForbidden, "host certificates cannot access Kubernetes")
+			refuse(cfg, w, r, "", http.StatusForbidden, "host certificates cannot access Kubernetes")
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, &requestState{id: id})))
+		next.ServeHTTP(w, r)
 	})
 }
 
 func withLockCheck(next http.Handler, cfg KubeConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := cfg.Auth.CheckLock(identityFrom(r.Context())); err != nil {
-			writeStatus(w, http.StatusForbidden, err.Error())
+			refuse(cfg, w, r, "", http.StatusForbidden, err.Error())
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -207,12 +217,12 @@ func withRoute(next http.Handler, cfg KubeConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, rest, err := splitKubePath(r.URL.Path, r.URL.RawPath)
 		if err != nil {
-			writeStatus(w, http.StatusBadRequest, err.Error())
+			refuse(cfg, w, r, "", http.StatusBadRequest, err.Error())
 			return
 		}
 		id := identityFrom(r.Context())
 		if id.KubeCluster != "" && id.KubeCluster != name {
-			writeStatus(w, http.StatusForbidden, "this certificate is for kube cluster \""+id.KubeCluster+"\", not \""+name+"\"")
+			refuse(cfg, w, r, name, http.StatusForbidden, "this certificate is for kube cluster \""+id.KubeCluster+"\", not \""+name+"\"")
 			return
 		}
 		fw, ok := cfg.Clusters.Forwarder(name)
@@ -220,10 +230,10 @@ func withRoute(next http.Handler, cfg KubeConfig) http.Handler {
 			if _, registered := cfg.Clusters.KubeCluster(name); registered {
 				// Heartbeats say it exists, but no Kubernetes Service here or tunnel
 				// to this proxy serves it right now.
-				writeStatus(w, http.StatusServiceUnavailable, "kube cluster \""+name+"\" is registered, but its Kubernetes Service is not connected to this proxy; try again shortly")
+				refuse(cfg, w, r, name, http.StatusServiceUnavailable, "kube cluster \""+name+"\" is registered, but its Kubernetes Service is not connected to this proxy; try again shortly")
 				return
 			}
-			writeStatus(w, http.StatusNotFound, "kube cluster \""+name+"\" is not registered with this Keyport cluster (see tctl kube ls)")
+			refuse(cfg, w, r, name, http.StatusNotFound, "kube cluster \""+name+"\" is not registered with this Keyport cluster (see tctl kube ls)")
 			return
 		}
 		stateFrom(r.Context()).cluster = fw
@@ -271,11 +281,11 @@ var requestInfoFactory = &request.RequestInfoFactory{
 	GrouplessAPIPrefixes: sets.NewString("api"),
 }
 
-func withRequestInfo(next http.Handler) http.Handler {
+func withRequestInfo(next http.Handler, cfg KubeConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info, err := requestInfoFactory.NewRequestInfo(r)
 		if err != nil {
-			writeStatus(w, http.StatusBadRequest, "cannot parse the Kubernetes request: "+err.Error())
+			refuse(cfg, w, r, clusterFrom(r.Context()).Name, http.StatusBadRequest, "cannot parse the Kubernetes request: "+err.Error())
 			return
 		}
 		stateFrom(r.Context()).info = info
@@ -327,17 +337,20 @@ func withAuthorization(next http.Handler, cfg KubeConfig) http.Handler {
 		if !ok {
 			kc = types.NewKubeCluster(fw.Name, "", fw.Labels)
 		}
+		st := stateFrom(ctx)
 		user, groups, err := clientImpersonation(r.Header)
 		if err != nil {
-			writeStatus(w, http.StatusForbidden, err.Error())
+			st.reason = err.Error()
+			writeStatus(w, http.StatusForbidden, st.reason)
 			return
 		}
-		d, err := cfg.Decider.Decide(identityFrom(ctx), kc, infoFrom(ctx), user, groups)
+		d, err := cfg.Decider.Decide(st.id, kc, st.info, user, groups)
 		if err != nil {
+			st.reason = err.Error()
 			writeError(w, err)
 			return
 		}
-		stateFrom(ctx).decision = &d
+		st.decision = &d
 		next.ServeHTTP(w, r)
 	})
 }
@@ -460,6 +473,44 @@ func withAudit(next http.Handler, cfg KubeConfig, m *metrics) http.Handler {
 	})
 }
 
+// refuse answers a request that the chain refuses before its audit stage, and records
+// it: a kube.request event with the status, the reason, the client's address, the path,
+// the cluster when the path named one and the identity once its certificate verified.
+// Refusals of callers with no verified identity go through the coalescer: anyone can
+// send those, as fast as they like.
+func refuse(cfg KubeConfig, w http.ResponseWriter, r *http.Request, cluster string, code int, reason string) {
+	writeStatus(w, code, reason)
+	emitRefusal(cfg, r, cluster, code, reason)
+}
+
+//go:noinline
+func emitRefusal(cfg KubeConfig, r *http.Request, cluster string, code int, reason string) {
+	fields := map[string]any{"status": code, "reason": reason, "addr": r.RemoteAddr, "path": r.URL.Path}
+	if cluster != "" {
+		fields["cluster"] = cluster
+	}
+	e := audit.Event{Type: audit.KubeRequest, Message: reason, Fields: fields}
+	st := stateFrom(r.Context())
+	if st == nil || st.id == nil {
+		cfg.Refusals.Emit(r.Context(), sourceHost(r.RemoteAddr), e)
+		return
+	}
+	id := st.id
+	e.User, e.Roles, e.BotName, e.BotInstanceID = id.Username, id.Roles, id.BotName, id.BotInstanceID
+	if info := st.info; info != nil {
+		fields["verb"], fields["api_group"], fields["resource"] = info.Verb, info.APIGroup, info.Resource
+		fields["namespace"], fields["name"] = info.Namespace, info.Name
+	}
+	cfg.Audit.Emit(r.Context(), e)
+}
+
+func sourceHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
 // The audit events are built in functions of their own, not in withAudit's closure: an
 // audit.Event is large, and a frame that holds it for the whole request makes every
 // request's goroutine grow its stack (a copy) before the forwarder is reached.
@@ -498,14 +549,19 @@ func emitRequestEnd(cfg KubeConfig, m *metrics, r *http.Request, rec *statusReco
 	}
 	elapsed := cfg.Clock.Now().Sub(start)
 	m.observe(fw.Name, info.Verb, rec.code, elapsed.Seconds())
+	fields := map[string]any{
+		"cluster": fw.Name, "verb": info.Verb, "api_group": info.APIGroup, "resource": info.Resource,
+		"subresource": info.Subresource, "namespace": info.Namespace, "name": info.Name, "path": r.URL.Path,
+		"status": rec.code, "latency_ms": float64(elapsed.Microseconds()) / 1000, "addr": r.RemoteAddr,
+	}
+	reason := stateFrom(ctx).reason
+	if reason != "" {
+		fields["reason"] = reason
+	}
 	cfg.Audit.Emit(ctx, audit.Event{
-		Type: typ, Success: rec.code < 400,
+		Type: typ, Success: rec.code < 400, Message: reason,
 		User: id.Username, Roles: id.Roles, BotName: id.BotName, BotInstanceID: id.BotInstanceID,
-		Fields: map[string]any{
-			"cluster": fw.Name, "verb": info.Verb, "api_group": info.APIGroup, "resource": info.Resource,
-			"subresource": info.Subresource, "namespace": info.Namespace, "name": info.Name, "path": r.URL.Path,
-			"status": rec.code, "latency_ms": float64(elapsed.Microseconds()) / 1000,
-		},
+		Fields: fields,
 	})
 }
 
@@ -547,8 +603,10 @@ func newReverseProxy(cfg KubeConfig, buffers httputil.BufferPool) *httputil.Reve
 			if r.Context().Err() != nil {
 				return
 			}
-			cfg.Logger.Warn("kube cluster unreachable", "cluster", clusterFrom(r.Context()).Name, "error", err)
-			writeStatus(w, http.StatusBadGateway, "kube cluster \""+clusterFrom(r.Context()).Name+"\" is unreachable: "+err.Error())
+			st := stateFrom(r.Context())
+			cfg.Logger.Warn("kube cluster unreachable", "cluster", st.cluster.Name, "error", err)
+			st.reason = "kube cluster \"" + st.cluster.Name + "\" is unreachable: " + err.Error()
+			writeStatus(w, http.StatusBadGateway, st.reason)
 		},
 	}
 }

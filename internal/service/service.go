@@ -26,6 +26,7 @@ import (
 
 	"github.com/keyport/keyport/internal/audit"
 	"github.com/keyport/keyport/internal/auth"
+	"github.com/keyport/keyport/internal/authapi"
 	"github.com/keyport/keyport/internal/backend"
 	"github.com/keyport/keyport/internal/backend/etcdbk"
 	"github.com/keyport/keyport/internal/backend/sqlite"
@@ -62,10 +63,12 @@ type Process struct {
 	log     *slog.Logger
 	backend backend.Backend
 	audit   *audit.Log
-	Auth    *auth.Server
-	grpc    *grpc.Server
-	kube    *kube.Service
-	kubeH   *proxy.KubeHandler
+	// refusals coalesces the audit events of unauthenticated refusals.
+	refusals *audit.Coalescer
+	Auth     *auth.Server
+	grpc     *grpc.Server
+	kube     *kube.Service
+	kubeH    *proxy.KubeHandler
 	// webInflight counts the web port's running handlers, for an orderly shutdown.
 	webInflight inflight
 	tunnels     *proxy.Tunnels
@@ -134,6 +137,11 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 		return nil, err
 	}
 	p.audit = al
+	// Refusals of callers with no verified identity, on the Auth API and the Kubernetes
+	// path, pass through one coalescer, so that a flood of them is counted, not logged
+	// line by line (audit.Coalescer).
+	p.refusals = audit.NewCoalescer(audit.CoalescerConfig{Next: al, Clock: opts.Clock})
+	go p.refusals.Run(p.bg)
 	a, err := auth.New(ctx, auth.Config{
 		ClusterName: cfg.Auth.ClusterName, Backend: b, Clock: opts.Clock, Logger: opts.Logger.With("component", "auth"),
 		Audit: al, CAKeyAlgorithm: cfg.Auth.CAKeyAlgorithm, ProxyPublicAddr: cfg.PublicAddr(), SecondFactor: cfg.Auth.Authentication.SecondFactor,
@@ -163,7 +171,8 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 	}
 	// WaitForHandlers: Stop returns once every call has returned, so that the audit
 	// events they emit are written before the audit log closes.
-	p.grpc = auth.NewGRPCServer(a, grpc.Creds(credentials.NewTLS(p.serverTLS([]string{"h2"}))), grpc.WaitForHandlers(true))
+	p.grpc = authapi.NewServer(authapi.Config{Auth: a, Audit: al, Refusals: p.refusals, Logger: opts.Logger.With("component", "authapi")},
+		grpc.Creds(credentials.NewTLS(p.serverTLS([]string{"h2"}))), grpc.WaitForHandlers(true))
 	if cfg.KubeEnabled() {
 		ks, err := kube.New(kube.Config{KubeconfigFile: cfg.Kube.KubeconfigFile, KubeClusterName: cfg.Kube.KubeClusterName,
 			Labels: cfg.Kube.Labels, ServiceName: cfg.Keyport.NodeName, Logger: opts.Logger.With("component", "kube"), Clock: opts.Clock})
@@ -184,7 +193,7 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 	lc.tunnels = p.tunnels
 	p.kubeH = proxy.NewKubeHandler(proxy.KubeConfig{
 		Auth: a, Clusters: lc, Decider: proxy.NewAccessDecider(a.Cache()),
-		Audit: al, Clock: opts.Clock, Logger: opts.Logger.With("component", "proxy"),
+		Audit: al, Refusals: p.refusals, Clock: opts.Clock, Logger: opts.Logger.With("component", "proxy"),
 		Metrics: p.reg, Changes: a.Cache().Subscribe(), Context: p.bg,
 	})
 	return p, nil
@@ -315,6 +324,9 @@ func (p *Process) Close() {
 	p.stopBG()
 	if p.Auth != nil {
 		_ = p.Auth.Close()
+	}
+	if p.refusals != nil {
+		p.refusals.Close(context.Background())
 	}
 	if p.audit != nil {
 		_ = p.audit.Close()
