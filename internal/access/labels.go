@@ -3,7 +3,6 @@ package access
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/keyport/keyport/internal/types"
 )
@@ -88,19 +87,5 @@ func formatLabels(labels map[string]string) string {
 	if len(labels) == 0 {
 		return "none"
 	}
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(labels[k])
-	}
-	return b.String()
+	return types.FormatLabels(labels, ", ")
 }

@@ -3,6 +3,7 @@ package authapi
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
@@ -182,4 +183,28 @@ func renewableBot(id *tlsca.Identity, _ any) error {
 		return fmt.Errorf("only a bot's renewable identity may make this call: %w", errNotSelf)
 	}
 	return nil
+}
+
+// Markdown renders the table for docs/ARCHITECTURE.md, one row per method in name order
+// (a test keeps the page equal to it).
+func Markdown() string {
+	var methods []string
+	for m := range Table {
+		methods = append(methods, m)
+	}
+	slices.Sort(methods)
+	var b strings.Builder
+	b.WriteString("| method | who may call | requires | locked caller |\n|---|---|---|---|\n")
+	for _, m := range methods {
+		r := Table[m]
+		locked := "refused"
+		switch {
+		case r.Access == Public || r.Access == Credential:
+			locked = "n/a (no identity needed)"
+		case r.Locked:
+			locked = "allowed"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", shortName(m), r.Access, r.Requires, locked)
+	}
+	return b.String()
 }

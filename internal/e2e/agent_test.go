@@ -30,6 +30,7 @@ import (
 	"github.com/keyport/keyport/internal/kubeconfig"
 	"github.com/keyport/keyport/internal/service"
 	"github.com/keyport/keyport/internal/testenv"
+	"github.com/keyport/keyport/internal/testenv/freeport"
 	"github.com/keyport/keyport/internal/testenv/kubeenv"
 	"github.com/keyport/keyport/internal/testenv/tools"
 	"github.com/keyport/keyport/internal/tlsca"
@@ -395,7 +396,7 @@ func TestAgentReverseTunnel(t *testing.T) {
 		if m == nil {
 			t.Fatalf("tctl tokens add printed:\n%s", out)
 		}
-		diag := freePort(t)
+		diag := freeport.Addr(t)
 		cfgPath := s.agentConfig(t, bdir, "agent-bin", m[1], s.pin, kcPath, "  diag_addr: "+diag+"\n")
 		logPath := filepath.Join(bdir, "keyport.log")
 		logf, err := os.Create(logPath)

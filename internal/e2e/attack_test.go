@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -262,6 +263,40 @@ func TestAttacks(t *testing.T) {
 			t.Errorf("bearer request reached the API server as %+v", e.ImpersonatedUser)
 		}
 	}
+	checkRefusalsAudited(t, s, attacks)
+}
+
+// checkRefusalsAudited proves from `tctl audit ls --format=json` that every attack was
+// recorded by Keyport as a refused kube.request with its status and reason.
+func checkRefusalsAudited(t *testing.T, s *kubeSetup, attacks []attack) {
+	t.Helper()
+	var missing []attack
+	// The audit log writes in batches: wait for the last ones to land.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		events := auditJSON(t, s.env.ConfigPath(), "--type=kube.request", "--limit=5000")
+		missing = missing[:0]
+		for _, a := range attacks {
+			if !slices.ContainsFunc(events, func(e map[string]any) bool { return isRefusal(e, a.code, a.msg) }) {
+				missing = append(missing, a)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, a := range missing {
+		t.Errorf("%s: no refused kube.request event with status %d and reason %q in tctl audit ls", a.name, a.code, a.msg)
+	}
+}
+
+// isRefusal reports whether e is a refused kube.request with status code, a reason
+// containing msg and the client's loopback address.
+func isRefusal(e map[string]any, code int, msg string) bool {
+	f, _ := e["fields"].(map[string]any)
+	reason, _ := f["reason"].(string)
+	status, _ := f["status"].(float64)
+	addr, _ := f["addr"].(string)
+	return e["success"] == false && int(status) == code && strings.Contains(reason, msg) && strings.HasPrefix(addr, "127.0.0.1:")
 }
 
 type kubeAudit struct {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keyport/keyport/internal/identityfile"
+	"github.com/keyport/keyport/internal/testenv/freeport"
 	"github.com/keyport/keyport/internal/testenv/kubeenv"
 	"github.com/keyport/keyport/internal/testenv/tools"
 	"github.com/keyport/keyport/internal/tlsca"
@@ -48,25 +48,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort reserves a loopback port for a daemon started as a separate process. The
-// in-process harness binds listeners up front instead; a binary has to bind its own.
-func freePort(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func scriptParams(t *testing.T, dir string) testscript.Params {
 	return testscript.Params{
 		Dir: dir,
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("PATH", binDir+string(os.PathListSeparator)+tools.BinDir()+string(os.PathListSeparator)+os.Getenv("PATH"))
-			e.Setenv("AUTH_ADDR", freePort(t))
-			e.Setenv("WEB_ADDR", freePort(t))
-			e.Setenv("DIAG_ADDR", freePort(t))
+			e.Setenv("AUTH_ADDR", freeport.Addr(t))
+			e.Setenv("WEB_ADDR", freeport.Addr(t))
+			e.Setenv("DIAG_ADDR", freeport.Addr(t))
 			e.Setenv("HOME", e.WorkDir)
 			e.Setenv("KEYPORT_CACHE", tools.CacheDir())
 			return nil

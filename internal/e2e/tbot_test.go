@@ -29,6 +29,7 @@ import (
 	"github.com/keyport/keyport/internal/tbot/config"
 	"github.com/keyport/keyport/internal/tbot/destination"
 	"github.com/keyport/keyport/internal/testenv"
+	"github.com/keyport/keyport/internal/testenv/freeport"
 	"github.com/keyport/keyport/internal/tlsca"
 )
 
@@ -428,7 +429,7 @@ func TestTbotDaemonRenews(t *testing.T) {
 	)
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "kube")
-	diag := freePort(t)
+	diag := freeport.Addr(t)
 	cfg, err := config.Parse("tbot.yaml", []byte(fmt.Sprintf(`version: v2
 proxy_server: %s
 onboarding: {token: %s, ca_pins: ['%s']}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keyport/keyport/internal/clock"
+	"github.com/keyport/keyport/internal/testenv/freeport"
 	"github.com/keyport/keyport/internal/tlsca"
 )
 
@@ -104,7 +105,7 @@ func TestTshLoginTrustsSystemRoots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	web, authAddr, diag := freePort(t), freePort(t), freePort(t)
+	web, authAddr, diag := freeport.Addr(t), freeport.Addr(t), freeport.Addr(t)
 	startKeyportBinary(t, dir, fmt.Sprintf(`version: v3
 keyport:
   nodename: trust-node

@@ -19,6 +19,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keyport/keyport/internal/bufpool"
 	"github.com/keyport/keyport/internal/clock"
 	"github.com/keyport/keyport/internal/kubestatus"
 )
@@ -248,7 +249,7 @@ func (s *Service) TunnelHandler() http.Handler {
 			return r.Context().Value(keyTunnelCluster).(*Cluster).Transport.RoundTrip(r)
 		}),
 		FlushInterval: -1,
-		BufferPool:    &tunnelBuffers,
+		BufferPool:    tunnelBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
 				return
@@ -438,9 +439,4 @@ func (l *oneConnListener) Addr() net.Addr { return l.addr }
 
 // tunnelBuffers are the tunnel forwarder's copy buffers, pooled instead of 32 KiB
 // allocated per request, and 8 KiB because a watch holds its buffer while it is open.
-var tunnelBuffers = bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}}
-
-type bufferPool struct{ p sync.Pool }
-
-func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
-func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }
+var tunnelBuffers = bufpool.New(8 << 10)

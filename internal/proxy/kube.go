@@ -16,7 +16,6 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +23,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/keyport/keyport/internal/audit"
+	"github.com/keyport/keyport/internal/bufpool"
 	"github.com/keyport/keyport/internal/clock"
 	"github.com/keyport/keyport/internal/errs"
 	"github.com/keyport/keyport/internal/kube"
@@ -568,7 +568,7 @@ func emitRequestEnd(cfg KubeConfig, m *metrics, r *http.Request, rec *statusReco
 // newForwarder sends the request to the cluster's API server with the Kubernetes
 // Service's credentials.
 func newForwarder(cfg KubeConfig) http.Handler {
-	rp, streams := newReverseProxy(cfg, &copyBuffers), newReverseProxy(cfg, &streamBuffers)
+	rp, streams := newReverseProxy(cfg, copyBuffers), newReverseProxy(cfg, streamBuffers)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if st := stateFrom(r.Context()); st != nil && st.stream {
 			streams.ServeHTTP(w, r)
@@ -613,26 +613,12 @@ func newReverseProxy(cfg KubeConfig, buffers httputil.BufferPool) *httputil.Reve
 
 // copyBuffers are ReverseProxy's response copy buffers. Without a pool it allocates
 // 32 KiB for every request (70% of the bytes the chain allocates on a small GET).
-var copyBuffers = bufferPool{size: 32 << 10}
+var copyBuffers = bufpool.New(32 << 10)
 
 // streamBuffers serve watches and followed logs, which hold their buffer for as long as
 // they stay open while moving little: 4 KiB instead of 32 KiB is most of an idle
 // watch's memory in the proxy.
-var streamBuffers = bufferPool{size: 4 << 10}
-
-type bufferPool struct {
-	size int
-	p    sync.Pool
-}
-
-func (b *bufferPool) Get() []byte {
-	if buf, ok := b.p.Get().(*[]byte); ok {
-		return *buf
-	}
-	return make([]byte, b.size)
-}
-
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+var streamBuffers = bufpool.New(4 << 10)
 
 // clusterTransport sends each request over its cluster's pooled transport.
 type clusterTransport struct{}

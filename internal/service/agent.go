@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
 	"github.com/keyport/keyport/internal/client"
@@ -28,6 +26,7 @@ import (
 	"github.com/keyport/keyport/internal/errs"
 	"github.com/keyport/keyport/internal/identityfile"
 	"github.com/keyport/keyport/internal/kube"
+	"github.com/keyport/keyport/internal/runner"
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
 )
@@ -312,21 +311,13 @@ func (a *agent) serve(ctx context.Context, ready chan struct{}) error {
 	if err != nil {
 		return err
 	}
-	var comps []component
+	var comps []runner.Task
 	if a.cfg.Keyport.DiagAddr != "" {
 		diagL, err := a.p.listen("diag", a.cfg.Keyport.DiagAddr)
 		if err != nil {
 			return err
 		}
-		srv := &http.Server{Handler: a.diagHandler(), ReadHeaderTimeout: 10 * time.Second}
-		comps = append(comps, component{"diag", func(ctx context.Context) error {
-			go func() { <-ctx.Done(); _ = srv.Close() }()
-			err := srv.Serve(diagL)
-			if errors.Is(err, http.ErrServerClosed) {
-				return nil
-			}
-			return err
-		}})
+		comps = append(comps, runner.HTTP("diag", diagL, a.diagHandler()))
 	}
 	// Register the clusters before the tunnel opens: the proxy routes a tunnel's traffic
 	// only for clusters registered by the tunnel's own service.
@@ -335,8 +326,8 @@ func (a *agent) serve(ctx context.Context, ready chan struct{}) error {
 	}
 	var once sync.Once
 	comps = append(comps,
-		component{"kube-heartbeat", func(ctx context.Context) error { return a.kube.RunHeartbeats(ctx, a) }},
-		component{"kube-tunnel", func(ctx context.Context) error {
+		runner.Task{Name: "kube-heartbeat", Run: func(ctx context.Context) error { return a.kube.RunHeartbeats(ctx, a) }},
+		runner.Task{Name: "kube-tunnel", Run: func(ctx context.Context) error {
 			return a.kube.RunTunnel(ctx, kube.TunnelConfig{ProxyAddr: proxyAddr, TLS: a.tunnelTLS, Logger: a.log.With("component", "tunnel"), Clock: a.clock,
 				OnState: func(up bool) {
 					a.up.Store(up)
@@ -350,7 +341,7 @@ func (a *agent) serve(ctx context.Context, ready chan struct{}) error {
 					}
 				}})
 		}},
-		component{"host-cert-renewal", a.runRenewal},
+		runner.Task{Name: "host-cert-renewal", Run: a.runRenewal},
 	)
 	a.log.Info("keyport started as a Kubernetes Service", "name", a.cfg.Keyport.NodeName, "auth", a.authAddr, "proxy", proxyAddr,
 		"clusters", len(a.kube.Clusters()), "diag", a.p.Addr("diag"))
@@ -361,7 +352,7 @@ func (a *agent) serve(ctx context.Context, ready chan struct{}) error {
 		}
 		a.mu.Unlock()
 	}()
-	return runAll(ctx, comps, a.log)
+	return runner.All(ctx, a.log, comps)
 }
 
 // runRenewal renews the host certificate at about two-thirds of its life, with jitter,
@@ -398,17 +389,13 @@ func (a *agent) runRenewal(ctx context.Context) error {
 }
 
 func (a *agent) diagHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	return runner.Diag(func(w http.ResponseWriter, _ *http.Request) {
 		if !a.up.Load() {
 			http.Error(w, "reverse tunnel to the proxy: not connected", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.Handle("/metrics", promhttp.HandlerFor(a.p.reg, promhttp.HandlerOpts{}))
-	return mux
+	}, a.p.reg)
 }
 
 // firstContact is the trust check before the agent holds a host CA (SPEC section 5):

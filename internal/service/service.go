@@ -20,7 +20,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -36,6 +35,7 @@ import (
 	"github.com/keyport/keyport/internal/identityfile"
 	"github.com/keyport/keyport/internal/kube"
 	"github.com/keyport/keyport/internal/proxy"
+	"github.com/keyport/keyport/internal/runner"
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
 	"github.com/keyport/keyport/internal/web"
@@ -360,12 +360,6 @@ func (p *Process) listen(name, addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// component is one long-running part of the process.
-type component struct {
-	name string
-	run  func(ctx context.Context) error
-}
-
 // Serve runs every component until ctx is done or one fails.
 func (p *Process) Serve(ctx context.Context) error { return p.ServeWithReady(ctx, p.opts.Ready) }
 
@@ -374,12 +368,12 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 	if p.agent != nil {
 		return p.agent.serve(ctx, ready)
 	}
-	var comps []component
+	var comps []runner.Task
 	authL, err := p.listen("auth", p.cfg.Auth.ListenAddr)
 	if err != nil {
 		return err
 	}
-	comps = append(comps, component{"auth", func(ctx context.Context) error {
+	comps = append(comps, runner.Task{Name: "auth", Run: func(ctx context.Context) error {
 		go func() { <-ctx.Done(); p.grpc.Stop() }()
 		return p.grpc.Serve(authL)
 	}})
@@ -395,7 +389,7 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 			p.kubeH.EndAll()     // streams, upgraded sessions included, which Close does not reach
 			p.tunnels.CloseAll() // reverse tunnels, hijacked connections too
 		}
-		comps = append(comps, component{"proxy", func(ctx context.Context) error {
+		comps = append(comps, runner.Task{Name: "proxy", Run: func(ctx context.Context) error {
 			go func() { <-ctx.Done(); stop() }()
 			err := srv.ServeTLS(webL, "", "")
 			stop()
@@ -417,22 +411,14 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 		if err != nil {
 			return err
 		}
-		srv := &http.Server{Handler: p.diagHandler(), ReadHeaderTimeout: 10 * time.Second}
-		comps = append(comps, component{"diag", func(ctx context.Context) error {
-			go func() { <-ctx.Done(); _ = srv.Close() }()
-			err := srv.Serve(diagL)
-			if errors.Is(err, http.ErrServerClosed) {
-				return nil
-			}
-			return err
-		}})
+		comps = append(comps, runner.HTTP("diag", diagL, p.diagHandler()))
 	}
 	if p.kube != nil {
-		comps = append(comps, component{"kube-heartbeat", func(ctx context.Context) error {
+		comps = append(comps, runner.Task{Name: "kube-heartbeat", Run: func(ctx context.Context) error {
 			return p.kube.RunHeartbeats(ctx, heartbeater{p.Auth})
 		}})
 	}
-	comps = append(comps, component{"admin-identity", func(ctx context.Context) error {
+	comps = append(comps, runner.Task{Name: "admin-identity", Run: func(ctx context.Context) error {
 		for {
 			select {
 			case <-ctx.Done():
@@ -455,40 +441,11 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 	if ready != nil {
 		close(ready)
 	}
-	return runAll(ctx, comps, p.log)
-}
-
-// runAll runs comps until ctx ends or one returns; then it cancels the rest and waits.
-func runAll(ctx context.Context, comps []component, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, len(comps))
-	for _, c := range comps {
-		go func() {
-			err := c.run(ctx)
-			if err != nil && ctx.Err() == nil {
-				err = fmt.Errorf("%s: %w", c.name, err)
-				log.Error("component failed; stopping", "component", c.name, "error", err)
-			} else {
-				err = nil
-			}
-			errc <- err
-			cancel()
-		}()
-	}
-	var first error
-	for range comps {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return runner.All(ctx, p.log, comps)
 }
 
 func (p *Process) diagHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+	return runner.Diag(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if _, err := p.backend.CurrentRevision(ctx); err != nil {
@@ -496,9 +453,7 @@ func (p *Process) diagHandler() http.Handler {
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.Handle("/metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{}))
-	return mux
+	}, p.reg)
 }
 
 // webHandler is the proxy's one port: the Auth API over gRPC, and the web API.

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/keyport/keyport/internal/clock"
+	"github.com/keyport/keyport/internal/runner"
 	"github.com/keyport/keyport/internal/tbot/config"
 	"github.com/keyport/keyport/internal/tbot/destination"
 )
@@ -190,35 +191,11 @@ func (b *Bot) Run(ctx context.Context) error {
 		}
 		comps = append(comps, d)
 	}
-	return runAll(ctx, comps, b.log)
-}
-
-// runAll runs comps until ctx ends or one returns an error; then it cancels the rest and
-// waits for them, so that nothing outlives the daemon.
-func runAll(ctx context.Context, comps []service, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, len(comps))
-	for _, c := range comps {
-		go func() {
-			err := c.Run(ctx)
-			if err != nil && ctx.Err() == nil {
-				log.Error("component failed; stopping", "component", c.Name(), "error", err)
-				err = fmt.Errorf("%s: %w", c.Name(), err)
-			} else {
-				err = nil
-			}
-			errc <- err
-			cancel()
-		}()
+	tasks := make([]runner.Task, len(comps))
+	for i, c := range comps {
+		tasks[i] = runner.Task{Name: c.Name(), Run: c.Run}
 	}
-	var first error
-	for range comps {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return runner.All(ctx, b.log, tasks)
 }
 
 // Identity is the bot's renewable identity as it stands, for tests and diagnostics.

@@ -3,15 +3,14 @@ package tbot
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/keyport/keyport/internal/runner"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // metrics are tbot's Prometheus series, on a registry of its own so that tests can run
@@ -135,9 +134,9 @@ func (b *Bot) Status() (map[string]serviceStatus, bool) {
 
 // diagServer serves /livez, /readyz and /metrics on diag_addr.
 type diagServer struct {
-	b   *Bot
-	lis net.Listener
-	srv *http.Server
+	b    *Bot
+	lis  net.Listener
+	task runner.Task
 }
 
 func newDiagServer(b *Bot, addr string) (*diagServer, error) {
@@ -146,11 +145,7 @@ func newDiagServer(b *Bot, addr string) (*diagServer, error) {
 		return nil, fmt.Errorf("diag_addr: %w", err)
 	}
 	d := &diagServer{b: b, lis: lis}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", d.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
-	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	d.task = runner.HTTP("diag", lis, runner.Diag(d.readyz, b.metrics.reg))
 	return d, nil
 }
 
@@ -161,12 +156,7 @@ func (d *diagServer) Addr() string { return d.lis.Addr().String() }
 
 func (d *diagServer) Run(ctx context.Context) error {
 	d.b.log.Info("diagnostics listening", "addr", d.Addr())
-	go func() { <-ctx.Done(); _ = d.srv.Close() }()
-	err := d.srv.Serve(d.lis)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return d.task.Run(ctx)
 }
 
 // readyz answers 200 when the bot's identity and every output were last renewed or

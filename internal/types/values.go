@@ -2,6 +2,8 @@ package types
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -80,3 +82,14 @@ type Labels map[string]Strings
 // Traits are a user's or bot's named lists of values, expanded into role templates such
 // as {{internal.kubernetes_groups}}.
 type Traits map[string][]string
+
+// FormatLabels renders a resource's labels as k=v pairs in key order, joined by sep, for
+// tables and messages.
+func FormatLabels(labels map[string]string, sep string) string {
+	keys := slices.Sorted(maps.Keys(labels))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + labels[k]
+	}
+	return strings.Join(parts, sep)
+}

@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/keyport/keyport/internal/kubeconfig"
 	"github.com/keyport/keyport/internal/tbot/kubecreds"
 	"github.com/keyport/keyport/internal/tlsca"
+	"github.com/keyport/keyport/internal/types"
 )
 
 // kubeCertMargin: a cached kube certificate this close to expiry is replaced, so that
@@ -89,22 +88,9 @@ func (e *env) kubeLS(ctx context.Context, s *session, _ []string) error {
 		if current == contextName(s.profile, c.GetName()) {
 			sel = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.GetName(), labelString(c.GetLabels()), sel)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.GetName(), types.FormatLabels(c.GetLabels(), ","), sel)
 	}
 	return tw.Flush()
-}
-
-func labelString(l map[string]string) string {
-	keys := make([]string, 0, len(l))
-	for k := range l {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, k+"="+l[k])
-	}
-	return strings.Join(out, ",")
 }
 
 func (e *env) kubeLogin(ctx context.Context, s *session, args []string) error {

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyport/keyport/internal/testenv/freeport"
 	"github.com/keyport/keyport/internal/testenv/tools"
 )
 
@@ -52,7 +52,7 @@ func Start(t testing.TB) string {
 var errExited = errors.New("etcd exited before becoming healthy")
 
 func start(t testing.TB, bin string) (string, error) {
-	ports, err := freePorts(2)
+	ports, err := freeport.Ports(2)
 	if err != nil {
 		return "", err
 	}
@@ -128,27 +128,6 @@ func healthy(ctx context.Context, endpoint string) bool {
 		Health string `json:"health"`
 	}
 	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&h) == nil && h.Health == "true"
-}
-
-// freePorts asks the kernel for n distinct free ports. They are released before etcd
-// binds them, so another process can take one first; Start retries when that happens.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // syncBuffer collects the server's output, written by exec's copying goroutine and

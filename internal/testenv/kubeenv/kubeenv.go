@@ -36,6 +36,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/keyport/keyport/internal/testenv/freeport"
 	"github.com/keyport/keyport/internal/testenv/tools"
 )
 
@@ -366,7 +367,7 @@ func (e *Env) launch(ctx context.Context, c component) ([]int, error) {
 	// siblings starting in parallel, whose own launch handles their failures.
 	deps := e.processes()
 	for attempt := 1; ; attempt++ {
-		ports, err := freePorts(c.ports)
+		ports, err := freeport.Ports(c.ports)
 		if err != nil {
 			return nil, err
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -134,29 +133,6 @@ func (p *process) bindFailed() bool {
 		return false
 	}
 	return bytes.Contains(out, []byte("address already in use"))
-}
-
-// freePorts returns n distinct free loopback ports. All listeners are held open until
-// every port is chosen so the kernel does not hand out the same port twice; a port can
-// still be taken by someone else before our child binds it, which the callers handle
-// by retrying on bind failure.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // errNotReady is what readiness checks return while they should be retried.
