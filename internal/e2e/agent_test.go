@@ -26,7 +26,6 @@ import (
 	"github.com/keyport/keyport/internal/clock"
 	"github.com/keyport/keyport/internal/config"
 	"github.com/keyport/keyport/internal/identityfile"
-	"github.com/keyport/keyport/internal/kube"
 	"github.com/keyport/keyport/internal/kubeconfig"
 	"github.com/keyport/keyport/internal/service"
 	"github.com/keyport/keyport/internal/testenv"
@@ -34,6 +33,7 @@ import (
 	"github.com/keyport/keyport/internal/testenv/kubeenv"
 	"github.com/keyport/keyport/internal/testenv/tools"
 	"github.com/keyport/keyport/internal/tlsca"
+	"github.com/keyport/keyport/internal/tunnel"
 )
 
 // agentSetup is a Keyport cluster with auth and proxy only, and a real control plane
@@ -226,10 +226,10 @@ func tunnelRequest(t *testing.T, webAddr string, hostCA []byte, id *identityfile
 		tc.Certificates = []tls.Certificate{kp}
 	}
 	clt := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 10 * time.Second}
-	req, _ := http.NewRequest(http.MethodGet, "https://"+webAddr+kube.TunnelPath, nil)
+	req, _ := http.NewRequest(http.MethodGet, "https://"+webAddr+tunnel.Path, nil)
 	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", kube.TunnelProtocol)
-	req.Header.Set(kube.HeaderTunnelClusters, guideCluster)
+	req.Header.Set("Upgrade", tunnel.Protocol)
+	req.Header.Set(tunnel.HeaderClusters, guideCluster)
 	resp, err := clt.Do(req)
 	if err != nil {
 		t.Fatal(err)

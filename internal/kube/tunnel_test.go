@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/keyport/keyport/internal/tunnel"
 )
 
 // upstream is a recording stand-in for an API server.
@@ -133,7 +135,7 @@ func TestTunnelHandler(t *testing.T) {
 	}
 }
 
-// TestTunnelUpgrade checks that an upgrade carried in HeaderUpgrade is performed against
+// TestTunnelUpgrade checks that an upgrade carried in tunnel.HeaderUpgrade is performed against
 // the API server and that the stream then carries the upgraded connection both ways.
 func TestTunnelUpgrade(t *testing.T) {
 	s, up := newTestService(t)
@@ -143,14 +145,14 @@ func TestTunnelUpgrade(t *testing.T) {
 	defer srv.Close()
 	pr, pw := io.Pipe()
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/kube/prod/api/v1/namespaces/default/pods/web-0/exec", pr)
-	req.Header.Set(HeaderUpgrade, "echo")
+	req.Header.Set(tunnel.HeaderUpgrade, "echo")
 	req.Header.Set("Impersonate-User", "alice")
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK || resp.Header.Get(HeaderUpgradeStatus) != "101" || resp.Header.Get(HeaderUpgrade) != "echo" {
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK || resp.Header.Get(tunnel.HeaderUpgradeStatus) != "101" || resp.Header.Get(tunnel.HeaderUpgrade) != "echo" {
 		t.Fatalf("response %s %d %v", resp.Proto, resp.StatusCode, resp.Header)
 	}
 	if resp.Header.Get("X-Stream") != "yes" {
@@ -165,7 +167,7 @@ func TestTunnelUpgrade(t *testing.T) {
 	}
 	_ = pw.Close()
 	got := up.last()
-	if got.Header.Get("Upgrade") != "echo" || got.Header.Get(HeaderUpgrade) != "" || got.Header.Get("Authorization") != "Bearer service-token" {
+	if got.Header.Get("Upgrade") != "echo" || got.Header.Get(tunnel.HeaderUpgrade) != "" || got.Header.Get("Authorization") != "Bearer service-token" {
 		t.Errorf("upstream upgrade request headers: %v", got.Header)
 	}
 }

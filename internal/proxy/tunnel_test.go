@@ -21,6 +21,7 @@ import (
 
 	"github.com/keyport/keyport/internal/kube"
 	"github.com/keyport/keyport/internal/tlsca"
+	"github.com/keyport/keyport/internal/tunnel"
 	"github.com/keyport/keyport/internal/types"
 )
 
@@ -237,8 +238,8 @@ func TestReverseTunnel(t *testing.T) {
 	t.Run("CloseAll ends the tunnels and refuses new ones", func(t *testing.T) {
 		tunnels.CloseAll()
 		waitFor("tunnel closed by CloseAll", func() bool { return len(tunnels.Connected()) == 0 })
-		req := httptest.NewRequest(http.MethodGet, kube.TunnelPath, nil)
-		req.Header.Set("Upgrade", kube.TunnelProtocol)
+		req := httptest.NewRequest(http.MethodGet, tunnel.Path, nil)
+		req.Header.Set("Upgrade", tunnel.Protocol)
 		rec := httptest.NewRecorder()
 		tunnels.ServeHTTP(rec, req)
 		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "the proxy is stopping") {
@@ -249,28 +250,4 @@ func TestReverseTunnel(t *testing.T) {
 	cancel()
 	waitFor("tunnel closed on shutdown", func() bool { return len(tunnels.Connected()) == 0 })
 	ups.Wait()
-}
-
-// TestTunnelRefusals: only a kube host certificate, over HTTP/1.1, with cluster names.
-func TestTunnelRefusals(t *testing.T) {
-	tests := []struct {
-		name   string
-		header string
-		want   string
-	}{
-		{"no clusters", "", "must name its kube clusters"},
-		{"path in name", "a/b", "is not a kube cluster name"},
-		{"dot dot", "..", "is not a kube cluster name"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := tunnelClusterNames(tt.header)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want %q", err, tt.want)
-			}
-		})
-	}
-	if got, err := tunnelClusterNames(" a, b,a ,"); err != nil || strings.Join(got, ",") != "a,b" {
-		t.Fatalf("names = %v %v", got, err)
-	}
 }

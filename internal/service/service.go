@@ -37,6 +37,7 @@ import (
 	"github.com/keyport/keyport/internal/proxy"
 	"github.com/keyport/keyport/internal/runner"
 	"github.com/keyport/keyport/internal/tlsca"
+	"github.com/keyport/keyport/internal/tunnel"
 	"github.com/keyport/keyport/internal/types"
 	"github.com/keyport/keyport/internal/web"
 )
@@ -471,7 +472,7 @@ func (p *Process) webHandler() http.Handler {
 			p.grpc.ServeHTTP(w, r)
 		case strings.HasPrefix(r.URL.Path, proxy.KubePrefix):
 			p.kubeH.ServeHTTP(w, r)
-		case r.URL.Path == kube.TunnelPath:
+		case r.URL.Path == tunnel.Path:
 			p.tunnels.ServeHTTP(w, r)
 		default:
 			mux.ServeHTTP(w, r)
