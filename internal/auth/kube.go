@@ -101,14 +101,14 @@ func (s *Server) KubeClustersFor(id *tlsca.Identity) ([]KubeClusterView, error) 
 		return nil, err
 	}
 	for i, kc := range clusters {
-		out[i].Reachable = CanReach(checker, id, kc)
+		out[i].Reachable = canReach(checker, id, kc)
 	}
 	return out, nil
 }
 
-// CanReach is the cluster part of an access decision: whether id, whose roles checker
+// canReach is the cluster part of an access decision: whether id, whose roles checker
 // holds, may reach kc. A certificate routed to one cluster reaches only that one.
-func CanReach(checker *access.Checker, id *tlsca.Identity, kc *types.KubeCluster) bool {
+func canReach(checker *access.Checker, id *tlsca.Identity, kc *types.KubeCluster) bool {
 	if id.KubeCluster != "" && id.KubeCluster != kc.GetName() {
 		return false
 	}
