@@ -45,7 +45,7 @@ func TestBadConfigs(t *testing.T) {
 		{"unknown top key", "version: v3\nauth_servce:\n  cluster_name: c\n", "keyport.yaml:2: auth_servce: unknown field"},
 		{"unknown nested key", "version: v3\nauth_service:\n  cluster_name: c\n  listen_adr: 1.2.3.4:1\n", "keyport.yaml:4: auth_service.listen_adr: unknown field"},
 		{"wrong type", "version: v3\nauth_service:\n  cluster_name: c\nkubernetes_service:\n  labels: [a]\n", "keyport.yaml:5: kubernetes_service.labels: expected a mapping, got a list"},
-		{"bool wanted", "version: v3\nauth_service:\n  enabled: yes please\n  cluster_name: c\n", "keyport.yaml:3: auth_service.enabled: expected true or false, got the string \"yes please\""},
+		{"bool wanted", "version: v3\nauth_service:\n  enabled: yes please\n  cluster_name: c\n", "keyport.yaml:3: auth_service.enabled: expected a boolean, got a string"},
 		{"missing version", "auth_service:\n  cluster_name: c\n", "keyport.yaml:1: version: missing; want v3"},
 		{"bad version", "version: v2\nauth_service:\n  cluster_name: c\n", "keyport.yaml:1: version: unsupported version \"v2\"; want v3"},
 		{"no cluster name", "version: v3\nauth_service:\n  enabled: true\n", "keyport.yaml:2: auth_service.cluster_name: required when the auth service is enabled"},
@@ -57,9 +57,9 @@ func TestBadConfigs(t *testing.T) {
 		{"agent without server", "version: v3\nauth_service:\n  enabled: false\n", "keyport.yaml:1: keyport.auth_server: a process without auth_service needs auth_server or proxy_server"},
 		{"kube without source", "version: v3\nauth_service:\n  cluster_name: c\nkubernetes_service:\n  enabled: true\n", "keyport.yaml:4: kubernetes_service.kubeconfig_file: set kubeconfig_file"},
 		{"empty", "", "keyport.yaml: file is empty"},
-		{"syntax", "version: v3\nauth_service: [\n", "keyport.yaml:2: did not find expected node content"},
+		{"syntax", "version: v3\nauth_service: [\n", "keyport.yaml:3: did not find expected node content"},
 		{"negative lock", "version: v3\nauth_service:\n  cluster_name: c\n  authentication:\n    account_lock_ttl: -1m\n", "keyport.yaml:5: auth_service.authentication.account_lock_ttl: must not be negative"},
-		{"lock ttl not a duration", "version: v3\nauth_service:\n  cluster_name: c\n  authentication:\n    account_lock_ttl: soon\n", "keyport.yaml:5: auth_service.authentication.account_lock_ttl: expected a duration such as 30m, got the string \"soon\""},
+		{"lock ttl not a duration", "version: v3\nauth_service:\n  cluster_name: c\n  authentication:\n    account_lock_ttl: soon\n", `keyport.yaml:5: auth_service.authentication.account_lock_ttl: invalid duration "soon" (use Go syntax such as "8h" or "30m")`},
 		{"bad severity", "version: v3\nkeyport:\n  log:\n    severity: LOUD\nauth_service:\n  cluster_name: c\n", "keyport.yaml:4: keyport.log.severity: unknown severity \"LOUD\""},
 	}
 	for _, tt := range tests {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyport/keyport/internal/yamlpos"
 	"gopkg.in/yaml.v3"
 )
 
@@ -26,20 +27,20 @@ func toNode(v reflect.Value) (*yaml.Node, error) {
 		return toNode(reflect.ValueOf(out))
 	}
 	if t, ok := v.Interface().(time.Time); ok {
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: tagTimestamp, Value: t.Format(time.RFC3339Nano)}, nil
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: yamlpos.TagTimestamp, Value: t.Format(time.RFC3339Nano)}, nil
 	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if v.IsNil() {
-			return &yaml.Node{Kind: yaml.ScalarNode, Tag: tagNull, Value: "null"}, nil
+			return &yaml.Node{Kind: yaml.ScalarNode, Tag: yamlpos.TagNull, Value: "null"}, nil
 		}
 		return toNode(v.Elem())
 	case reflect.String:
 		return strNode(v.String()), nil
 	case reflect.Bool:
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: tagBool, Value: fmt.Sprint(v.Bool())}, nil
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: yamlpos.TagBool, Value: fmt.Sprint(v.Bool())}, nil
 	case reflect.Slice:
-		n := &yaml.Node{Kind: yaml.SequenceNode, Tag: tagSeq}
+		n := &yaml.Node{Kind: yaml.SequenceNode, Tag: yamlpos.TagSeq}
 		if v.Len() == 0 {
 			n.Style = yaml.FlowStyle // []
 		}
@@ -52,7 +53,7 @@ func toNode(v reflect.Value) (*yaml.Node, error) {
 		}
 		return n, nil
 	case reflect.Map:
-		n := &yaml.Node{Kind: yaml.MappingNode, Tag: tagMap}
+		n := &yaml.Node{Kind: yaml.MappingNode, Tag: yamlpos.TagMap}
 		if v.Len() == 0 {
 			n.Style = yaml.FlowStyle // {}
 		}
@@ -67,7 +68,7 @@ func toNode(v reflect.Value) (*yaml.Node, error) {
 		}
 		return n, nil
 	case reflect.Struct:
-		n := &yaml.Node{Kind: yaml.MappingNode, Tag: tagMap}
+		n := &yaml.Node{Kind: yaml.MappingNode, Tag: yamlpos.TagMap}
 		if err := appendFields(n, v); err != nil {
 			return nil, err
 		}
@@ -80,7 +81,7 @@ func toNode(v reflect.Value) (*yaml.Node, error) {
 }
 
 func strNode(s string) *yaml.Node {
-	n := &yaml.Node{Kind: yaml.ScalarNode, Tag: tagStr, Value: s}
+	n := &yaml.Node{Kind: yaml.ScalarNode, Tag: yamlpos.TagStr, Value: s}
 	if strings.HasPrefix(s, "\n") {
 		n.Style = yaml.DoubleQuotedStyle
 	}
@@ -117,7 +118,7 @@ func appendFields(n *yaml.Node, v reflect.Value) error {
 		if err != nil {
 			return err
 		}
-		n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: tagStr, Value: name}, val)
+		n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: yamlpos.TagStr, Value: name}, val)
 	}
 	return nil
 }

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/keyport/keyport/internal/errs"
+	"github.com/keyport/keyport/internal/yamlpos"
 )
 
 // Resource kinds, as written in the `kind` field.
@@ -270,21 +270,11 @@ func AsFieldError(err error) (*FieldError, bool) {
 // Field paths: "a.b" for fields, "a[0]" for list items, "a.key" or `a["k.e/y"]` for map
 // keys that are not plain identifiers.
 
-var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
-func keyPath(parent, key string) string {
-	if !plainKeyRE.MatchString(key) {
-		return parent + "[" + strconv.Quote(key) + "]"
-	}
-	if parent == "" {
-		return key
-	}
-	return parent + "." + key
-}
-
-func indexPath(parent string, i int) string {
-	return parent + "[" + strconv.Itoa(i) + "]"
-}
+// keyPath and indexPath build field paths as the decoder reports them.
+var (
+	keyPath   = yamlpos.KeyPath
+	indexPath = yamlpos.IndexPath
+)
 
 // orList renders ["a", "b", "c"] as "a, b or c".
 func orList(items []string) string {

@@ -3,9 +3,13 @@ package types
 import (
 	"encoding/json"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/keyport/keyport/internal/yamlpos"
+	"gopkg.in/yaml.v3"
 )
 
 // Duration is a time.Duration written as a Go duration string ("8h", "30m") in YAML and
@@ -93,3 +97,76 @@ func FormatLabels(labels map[string]string, sep string) string {
 	}
 	return strings.Join(parts, sep)
 }
+
+// The YAML decoding of these types: yamlpos's Walker calls DecodeYAMLNode and names the
+// type with YAMLDescription in its errors.
+
+// DecodeYAMLNode reads a Go duration string ("8h", "30m"), not negative.
+func (d *Duration) DecodeYAMLNode(w *yamlpos.Walker, n *yaml.Node, path string, line int) error {
+	v, err := w.DecodeDuration(n, reflect.TypeFor[Duration](), path, line)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// YAMLDescription names a Duration in errors.
+func (Duration) YAMLDescription() string { return `a duration such as "8h"` }
+
+// DecodeYAMLNode reads one string or a list of strings.
+func (s *Strings) DecodeYAMLNode(w *yamlpos.Walker, n *yaml.Node, path string, line int) error {
+	t := reflect.TypeFor[Strings]()
+	if n.Kind == yaml.ScalarNode {
+		v, err := w.Scalar(n, t, path, line)
+		if err != nil {
+			return err
+		}
+		*s = Strings{v}
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return w.TypeError(n, t, path, line)
+	}
+	return w.DecodeSlice(n, reflect.ValueOf(s).Elem(), path, line)
+}
+
+// YAMLDescription names Strings in errors.
+func (Strings) YAMLDescription() string { return "a string or a list of strings" }
+
+// DecodeYAMLNode reads the map form, and Teleport's bot form of traits,
+// [{name: N, values: [...]}], so that bot files written for Teleport read unchanged.
+// Encode writes the map form.
+func (t *Traits) DecodeYAMLNode(w *yamlpos.Walker, n *yaml.Node, path string, line int) error {
+	if n.Kind != yaml.SequenceNode {
+		m := map[string][]string{}
+		if err := w.Decode(n, reflect.ValueOf(&m).Elem(), path, line); err != nil {
+			return err
+		}
+		*t = m
+		return nil
+	}
+	var list []struct {
+		Name   string   `yaml:"name"`
+		Values []string `yaml:"values"`
+	}
+	if err := w.Decode(n, reflect.ValueOf(&list).Elem(), path, line); err != nil {
+		return err
+	}
+	traits := Traits{}
+	for i, tr := range list {
+		p := yamlpos.IndexPath(path, i) + ".name"
+		if _, dup := traits[tr.Name]; dup {
+			itemLine, _ := w.Line(yamlpos.IndexPath(path, i))
+			return w.Errorf(itemLine, p, "duplicate trait %q", tr.Name)
+		}
+		traits[tr.Name] = tr.Values
+	}
+	if len(traits) > 0 {
+		*t = traits
+	}
+	return nil
+}
+
+// YAMLDescription names Traits in errors.
+func (Traits) YAMLDescription() string { return "a mapping of trait names to lists of strings" }

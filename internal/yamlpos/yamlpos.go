@@ -1,14 +1,16 @@
-// Package yamlpos turns yaml.v3 decoding and validation failures into errors that name the
-// file, the line and the field path (`keyport.yaml:9: auth_service.listen_addr: …`). It
-// indexes a document's node tree by field path, so a validation error that knows only a
-// path can still point at a line, and a decoder error that knows only a line can still
-// name the field.
+// Package yamlpos is Keyport's one strict YAML decoder: every file it reads (resources
+// for tctl create, keyport.yaml, tbot.yaml) is decoded by its Walker, and every failure,
+// a syntax error, a decoding problem or a validation error that knows only a field path,
+// comes back as an *Error that names the file, the line and the field path
+// (`keyport.yaml:9: auth_service.listen_addr: …`).
 package yamlpos
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,97 +20,11 @@ import (
 	"github.com/keyport/keyport/internal/errs"
 )
 
-// Index maps field paths (`a.b[2].c`) to the nodes that hold them.
-type Index struct {
-	paths map[string]*yaml.Node
-	// keys maps a line to the paths of mapping keys on that line.
-	keys map[int][]string
-}
-
-// NewIndex walks root (a document or mapping node).
-func NewIndex(root *yaml.Node) *Index {
-	ix := &Index{paths: map[string]*yaml.Node{}, keys: map[int][]string{}}
-	if root != nil && root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
-		root = root.Content[0]
-	}
-	ix.walk("", root)
-	return ix
-}
-
-func (ix *Index) walk(path string, n *yaml.Node) {
-	if n == nil {
-		return
-	}
-	ix.paths[path] = n
-	switch n.Kind {
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := k.Value
-			if path != "" {
-				p = path + "." + k.Value
-			}
-			ix.keys[k.Line] = append(ix.keys[k.Line], p)
-			ix.walk(p, v)
-			// A key's own position is where an "unknown field" error points.
-			if _, ok := ix.paths[p+"#key"]; !ok {
-				ix.paths[p+"#key"] = k
-			}
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			ix.walk(fmt.Sprintf("%s[%d]", path, i), c)
-		}
-	case yaml.AliasNode:
-		ix.walk(path, n.Alias)
-	}
-}
-
-// Line returns the line of the node at path or, when the field is missing, the line of
-// the key of its nearest ancestor that is present.
-func (ix *Index) Line(path string) int {
-	if n, ok := ix.paths[path]; ok {
-		return n.Line
-	}
-	for p := path; ; {
-		if n, ok := ix.paths[p+"#key"]; ok {
-			return n.Line
-		}
-		if n, ok := ix.paths[p]; ok && p != path {
-			return n.Line
-		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			if n, ok := ix.paths[""]; ok {
-				return n.Line
-			}
-			return 0
-		}
-		p = p[:i]
-	}
-}
-
-// PathAt returns the field path whose key sits on line and is named field (or the only
-// key on that line when field is empty).
-func (ix *Index) PathAt(line int, field string) string {
-	for _, p := range ix.keys[line] {
-		if field == "" || p == field || strings.HasSuffix(p, "."+field) {
-			return p
-		}
-	}
-	for p, n := range ix.paths {
-		if n.Line == line && !strings.HasSuffix(p, "#key") && p != "" {
-			return p
-		}
-	}
-	return ""
-}
-
-// Error is a positioned error. It has category BadParameter.
+// Error is a positioned error. Error() reads "role.yaml:9: spec.allow.x: unknown field".
 type Error struct {
 	File string
-	Line int
-	Path string
+	Line int    // 1-based; 0 when the problem has no line (an empty file)
+	Path string // field path such as "spec.allow.kubernetes_groups"; "" for the whole document
 	Msg  string
 }
 
@@ -116,13 +32,19 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
 	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
+		b.WriteString(":" + strconv.Itoa(e.Line))
 	}
+	b.WriteString(": ")
 	if e.Path != "" {
-		b.WriteString(": " + e.Path)
+		b.WriteString(e.Path + ": ")
 	}
-	b.WriteString(": " + e.Msg)
+	b.WriteString(e.Msg)
 	return b.String()
+}
+
+// Errorf returns an *Error of category BadParameter.
+func Errorf(file string, line int, path, format string, args ...any) error {
+	return errs.Wrap(errs.BadParameter, &Error{File: file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 // FieldError is returned by validation code that knows a field path but not a line.
@@ -138,116 +60,108 @@ func Fieldf(path, format string, args ...any) error {
 	return &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
-var (
-	reLine    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	reUnknown = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-	reType    = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.*)$")
-)
-
-// DecodeStrict decodes one YAML document into out, refusing unknown fields, and runs
-// validate (which may return FieldErrors). Every failure comes back as an *Error of
-// category BadParameter naming file, line and field.
-func DecodeStrict(file string, data []byte, out any, validate func() error) error {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return Wrap(file, nil, err)
-	}
-	if root.Kind == 0 || len(root.Content) == 0 {
-		return errs.Wrap(errs.BadParameter, &Error{File: file, Msg: "file is empty"})
-	}
-	ix := NewIndex(&root)
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(out); err != nil {
-		return Wrap(file, ix, err)
-	}
-	if validate != nil {
-		if err := validate(); err != nil {
-			return Wrap(file, ix, err)
+// Documents splits a YAML stream into its document nodes, empty ones included. yaml.v3
+// is known to panic on a few malformed inputs; a file from a user must never take the
+// process down, so a panic becomes a syntax error.
+func Documents(file string, data []byte) (docs []*yaml.Node, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			docs, err = nil, Errorf(file, 0, "", "invalid YAML: %v", p)
 		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, syntaxError(file, err)
+		}
+		docs = append(docs, &doc)
 	}
-	return nil
 }
 
-// Wrap positions err (from yaml.v3 or a validator) in file using ix (which may be nil).
-func Wrap(file string, ix *Index, err error) error {
-	if err == nil {
-		return nil
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlParserProblems are the messages of yaml.v3's parser (as opposed to its scanner).
+// yaml.v3 v3.0.1 reports the line of a parser error 0-based, and leaves it out when it is
+// 0, while scanner errors get 1-based lines; without this correction a syntax error would
+// point one line above the construct at fault.
+var yamlParserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"found undefined tag handle":             true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
+}
+
+func syntaxError(file string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	if yamlParserProblems[msg] {
+		line++
+	}
+	return Errorf(file, line, "", "%s", msg)
+}
+
+// Positioned turns err from a walk (a *NodeError) or from validation (a *FieldError,
+// placed on the line w saw its path or nearest ancestor on) into an *Error in file.
+// Other errors are placed on the document's first line.
+func Positioned(file string, w *Walker, err error) error {
+	var ne *NodeError
+	if errors.As(err, &ne) {
+		return Errorf(file, ne.Line, ne.Path, "%s", ne.Msg)
 	}
 	var fe *FieldError
 	if errors.As(err, &fe) {
-		line := 0
-		if ix != nil {
-			line = ix.Line(fe.Path)
-		}
-		return errs.Wrap(errs.BadParameter, &Error{File: file, Line: line, Path: fe.Path, Msg: fe.Msg})
+		return Errorf(file, w.LineOf(fe.Path), fe.Path, "%s", fe.Msg)
 	}
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		// Report the first problem; fixing it and re-running shows the next.
-		return errs.Wrap(errs.BadParameter, positioned(file, ix, te.Errors[0]))
-	}
-	return errs.Wrap(errs.BadParameter, positioned(file, ix, strings.TrimPrefix(err.Error(), "yaml: ")))
+	return Errorf(file, w.LineOf(""), "", "%s", err.Error())
 }
 
-func positioned(file string, ix *Index, msg string) *Error {
-	m := reLine.FindStringSubmatch(msg)
-	if m == nil {
-		return &Error{File: file, Msg: msg}
+// DecodeStrict decodes the one YAML document in data into out (a pointer to a struct),
+// refusing unknown fields, duplicate keys and aliases, and runs validate (which may
+// return FieldErrors). Every failure comes back as an *Error of category BadParameter
+// naming file, line and field.
+func DecodeStrict(file string, data []byte, out any, validate func() error) error {
+	docs, err := Documents(file, data)
+	if err != nil {
+		return err
 	}
-	line, _ := strconv.Atoi(m[1])
-	rest := m[2]
-	e := &Error{File: file, Line: line, Msg: rest}
-	if u := reUnknown.FindStringSubmatch(rest); u != nil {
-		e.Msg = "unknown field"
-		if ix != nil {
-			e.Path = ix.PathAt(line, u[1])
+	var doc *yaml.Node
+	for _, d := range docs {
+		if len(d.Content) == 0 {
+			continue
 		}
-		if e.Path == "" {
-			e.Path = u[1]
+		if doc != nil {
+			return Errorf(file, d.Content[0].Line, "", "more than one YAML document; this file holds one")
 		}
-		return e
+		doc = d
 	}
-	if t := reType.FindStringSubmatch(rest); t != nil {
-		e.Msg = fmt.Sprintf("expected %s, got %s", goTypeName(t[3]), yamlTag(t[1], t[2]))
+	if doc == nil {
+		return Errorf(file, 0, "", "file is empty")
 	}
-	if ix != nil {
-		e.Path = ix.PathAt(line, "")
+	root := doc.Content[0]
+	w := NewWalker(root.Line)
+	if err := w.Decode(root, reflect.ValueOf(out).Elem(), "", root.Line); err != nil {
+		return Positioned(file, w, err)
 	}
-	return e
-}
-
-func yamlTag(tag, value string) string {
-	switch tag {
-	case "map":
-		return "a mapping"
-	case "seq":
-		return "a list"
-	case "str":
-		return fmt.Sprintf("the string %q", value)
-	default:
-		return fmt.Sprintf("%s %s", tag, value)
-	}
-}
-
-func goTypeName(t string) string {
-	switch {
-	case strings.HasPrefix(t, "[]"):
-		return "a list"
-	case strings.HasPrefix(t, "map["):
-		return "a mapping"
-	case t == "string":
-		return "a string"
-	case t == "bool":
-		return "true or false"
-	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"):
-		return "an integer"
-	case t == "time.Duration":
-		return "a duration such as 30m"
-	default:
-		if i := strings.LastIndexByte(t, '.'); i >= 0 {
-			t = t[i+1:]
+	if validate != nil {
+		if err := validate(); err != nil {
+			return Positioned(file, w, err)
 		}
-		return "a " + strings.ToLower(t)
 	}
+	return nil
 }

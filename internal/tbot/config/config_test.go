@@ -130,7 +130,7 @@ func TestBadConfigs(t *testing.T) {
 		{"interval not below ttl", head + "credential_ttl: 1h\nrenewal_interval: 1h\n" + out,
 			"tbot.yaml:6: renewal_interval: 1h0m0s must be shorter than credential_ttl (1h0m0s)"},
 		{"bad duration", head + "credential_ttl: forever\nrenewal_interval: 1h\n" + out,
-			"tbot.yaml:5: credential_ttl: expected a duration such as 30m, got the string \"forever\""},
+			`tbot.yaml:5: credential_ttl: invalid duration "forever" (use Go syntax such as "8h" or "30m")`},
 		{"bad storage type", head + "storage: {type: kubernetes_secret, name: x}\n" + out,
 			"tbot.yaml:5: storage.type: storage may be directory or memory"},
 		{"no outputs", head,
@@ -166,7 +166,7 @@ func TestBadConfigs(t *testing.T) {
 		{"argo with destination", head + "outputs:\n  - type: kubernetes/argo-cd\n    selectors: [{name: a}]\n    destination: {type: memory}\n",
 			"tbot.yaml:8: outputs[0].destination: not valid for a kubernetes/argo-cd output"},
 		{"wrong type", head + "oneshot: sometimes\n" + out,
-			"tbot.yaml:5: oneshot: expected true or false, got the string \"sometimes\""},
+			"tbot.yaml:5: oneshot: expected a boolean, got a string"},
 		{"bad diag addr", head + "diag_addr: 3001\n" + out,
 			"tbot.yaml:5: diag_addr: \"3001\" is not host:port"},
 	}
