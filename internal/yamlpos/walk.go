@@ -309,15 +309,9 @@ func (w *Walker) key(k *yaml.Node, path string) (string, error) {
 	return k.Value, nil
 }
 
-func (w *Walker) decodeMap(n *yaml.Node, v reflect.Value, path string, line int) error {
-	if n.Kind != yaml.MappingNode {
-		return w.TypeError(n, v.Type(), path, line)
-	}
-	if len(n.Content) == 0 {
-		v.SetZero()
-		return nil
-	}
-	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+// entries calls f for each key and value of the mapping n, in order, after refusing a
+// key that is not a string and a key seen before.
+func (w *Walker) entries(n *yaml.Node, path string, f func(k, val *yaml.Node, key, p string) error) error {
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
@@ -330,6 +324,23 @@ func (w *Walker) decodeMap(n *yaml.Node, v reflect.Value, path string, line int)
 			return w.Errorf(k.Line, p, "duplicate key (first on line %d)", first)
 		}
 		seen[key] = k.Line
+		if err := f(k, val, key, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *Walker) decodeMap(n *yaml.Node, v reflect.Value, path string, line int) error {
+	if n.Kind != yaml.MappingNode {
+		return w.TypeError(n, v.Type(), path, line)
+	}
+	if len(n.Content) == 0 {
+		v.SetZero()
+		return nil
+	}
+	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	err := w.entries(n, path, func(k, val *yaml.Node, key, p string) error {
 		w.lines[p] = k.Line
 		elem := reflect.New(v.Type().Elem()).Elem()
 		if IsNull(val) && elem.Kind() != reflect.Pointer {
@@ -339,6 +350,10 @@ func (w *Walker) decodeMap(n *yaml.Node, v reflect.Value, path string, line int)
 			return err
 		}
 		m.SetMapIndex(reflect.ValueOf(key).Convert(v.Type().Key()), elem)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	v.Set(m)
 	return nil
@@ -349,28 +364,14 @@ func (w *Walker) decodeStruct(n *yaml.Node, v reflect.Value, path string, line i
 		return w.TypeError(n, v.Type(), path, line)
 	}
 	fields := structFields(v.Type())
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		key, err := w.key(k, path)
-		if err != nil {
-			return err
-		}
-		p := KeyPath(path, key)
-		if first, dup := seen[key]; dup {
-			return w.Errorf(k.Line, p, "duplicate key (first on line %d)", first)
-		}
-		seen[key] = k.Line
+	return w.entries(n, path, func(k, val *yaml.Node, key, p string) error {
 		index, ok := fields[key]
 		if !ok {
 			return w.Errorf(k.Line, p, "unknown field")
 		}
 		w.lines[p] = k.Line
-		if err := w.Decode(val, v.FieldByIndex(index), p, k.Line); err != nil {
-			return err
-		}
-	}
-	return nil
+		return w.Decode(val, v.FieldByIndex(index), p, k.Line)
+	})
 }
 
 var fieldCache sync.Map // reflect.Type -> map[string][]int
