@@ -9,6 +9,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"log/slog"
 	"net"
@@ -79,6 +80,12 @@ type KubeConfig struct {
 	Changes <-chan struct{}
 	// Context bounds the proxy's background work.
 	Context context.Context
+	// ContinueKey seals the continue tokens of filtered lists (continue.go); every proxy
+	// of a cluster must have the same one (any length; its SHA-256 is the AES-256 key).
+	// Nil: a random key of this handler's own.
+	ContinueKey []byte
+
+	sealer *continueSealer
 }
 
 // NewKubeHandler builds the chain. The order is the security argument: nothing below
@@ -97,6 +104,11 @@ func NewKubeHandler(cfg KubeConfig) *KubeHandler {
 	if cfg.Context == nil {
 		cfg.Context = context.Background()
 	}
+	if cfg.ContinueKey == nil {
+		cfg.ContinueKey = make([]byte, 32)
+		_, _ = rand.Read(cfg.ContinueKey)
+	}
+	cfg.sealer = newContinueSealer(cfg.ContinueKey)
 	if cfg.Refusals == nil {
 		cfg.Refusals = audit.NewCoalescer(audit.CoalescerConfig{Next: cfg.Audit, Clock: cfg.Clock})
 		go cfg.Refusals.Run(cfg.Context)
@@ -108,6 +120,7 @@ func NewKubeHandler(cfg KubeConfig) *KubeHandler {
 	}
 	h := newForwarder(cfg)
 	h = withImpersonation(h)
+	h = withContinue(h, cfg.sealer)
 	h = withAuthorization(h, cfg)
 	h = withAudit(h, cfg, m)
 	h = withTracking(h, tr)
@@ -588,8 +601,8 @@ func newReverseProxy(cfg KubeConfig, buffers httputil.BufferPool) *httputil.Reve
 			pr.Out.Host = fw.Server.Host
 			// ReverseProxy's SetXForwarded is not called: the API server needs none of it.
 			if d := decisionFrom(pr.In.Context()); d != nil && d.Allow != nil {
-				// Filtering reads JSON; tables and protobuf would hide items from us.
-				pr.Out.Header.Set("Accept", "application/json")
+				// Filtering reads JSON: protobuf is asked for as JSON, tables stay tables.
+				pr.Out.Header.Set("Accept", acceptJSON(pr.In.Header.Get("Accept")))
 			}
 		},
 		Transport:  clusterTransport{},
@@ -598,7 +611,7 @@ func newReverseProxy(cfg KubeConfig, buffers httputil.BufferPool) *httputil.Reve
 		// followed logs) at every write anyway, and leaving the rest to the server's
 		// buffer sends a small GET's headers and body in one write instead of three.
 		FlushInterval:  0,
-		ModifyResponse: filterResponse,
+		ModifyResponse: func(resp *http.Response) error { return filterResponse(resp, cfg.sealer) },
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
 				return

@@ -6,6 +6,7 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -192,8 +193,13 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 	p.tunnels = proxy.NewTunnels(proxy.TunnelConfig{Auth: a, Registered: lc.KubeCluster, Logger: opts.Logger.With("component", "tunnel"),
 		Context: p.bg, Changes: a.Cache().Subscribe()})
 	lc.tunnels = p.tunnels
+	continueKey, err := sharedSecret(ctx, b, continueKeyItem)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
 	p.kubeH = proxy.NewKubeHandler(proxy.KubeConfig{
-		Auth: a, Clusters: lc, Decider: proxy.NewAccessDecider(a.Cache()),
+		Auth: a, Clusters: lc, Decider: proxy.NewAccessDecider(a.Cache()), ContinueKey: continueKey,
 		Audit: al, Refusals: p.refusals, Clock: opts.Clock, Logger: opts.Logger.With("component", "proxy"),
 		Metrics: p.reg, Changes: a.Cache().Subscribe(), Context: p.bg,
 	})
@@ -567,4 +573,32 @@ func (k kubeReviewer) TokenReview(ctx context.Context, token string) (*auth.Serv
 		return nil, err
 	}
 	return &auth.ServiceAccountReview{Cluster: r.Cluster, Authenticated: r.Authenticated, Error: r.Error, Username: r.Username, Groups: r.Groups, Extra: r.Extra}, nil
+}
+
+// continueKeyItem holds the key with which every proxy of the cluster seals the continue
+// tokens of filtered lists, so that a client's next page may go to another proxy.
+const continueKeyItem = "/proxy/continue-token-key"
+
+// sharedSecret returns the 32 random bytes stored at key, creating them if no process of
+// the cluster has yet.
+func sharedSecret(ctx context.Context, b backend.Backend, key string) ([]byte, error) {
+	for range 3 {
+		it, err := b.Get(ctx, []byte(key))
+		if err == nil {
+			return it.Value, nil
+		}
+		if !errs.IsNotFound(err) {
+			return nil, fmt.Errorf("reading %s: %w", key, err)
+		}
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, err
+		}
+		if _, err := b.Create(ctx, backend.Item{Key: []byte(key), Value: secret}); err == nil {
+			return secret, nil
+		} else if !errs.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("storing %s: %w", key, err)
+		}
+	}
+	return nil, fmt.Errorf("storing %s: another process keeps replacing it", key)
 }
