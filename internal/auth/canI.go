@@ -18,6 +18,9 @@ type ResourceAttributes struct {
 // credentials).
 type KubeReviewer interface {
 	SubjectAccessReview(ctx context.Context, cluster, user string, groups []string, attrs ResourceAttributes) (allowed bool, reason string, err error)
+	// ResolveResource reads a resource name as kubectl does (short names, plural or
+	// group-qualified) from the cluster's discovery, as user and groups.
+	ResolveResource(ctx context.Context, cluster, user string, groups []string, resource string) (group, plural string, err error)
 }
 
 // SetKubeReviewer lets `kube can-i` consult the clusters of a Kubernetes Service in the
@@ -33,14 +36,10 @@ type CanIResult struct {
 	Groups   []string
 }
 
-// ParseResource reads kubectl's RESOURCE form: plural[.group][/subresource].
-func ParseResource(s string) (group, resource, subresource string) {
-	resource, subresource, _ = strings.Cut(s, "/")
-	resource, group, _ = strings.Cut(resource, ".")
-	return group, resource, subresource
-}
-
-// KubeCanI combines Keyport's decision for a user or bot with the cluster's own.
+// KubeCanI combines Keyport's decision for a user or bot with the cluster's own. attrs.
+// Resource is the resource as a person types it to kubectl (`deploy`, `pods/log`,
+// `deployments.apps`); the cluster's discovery resolves it to a group and plural name
+// before either decision, and attrs.Group is ignored.
 func (s *Server) KubeCanI(ctx context.Context, userName, botName, cluster string, attrs ResourceAttributes) (*CanIResult, error) {
 	var (
 		username string
@@ -86,13 +85,18 @@ func (s *Server) KubeCanI(ctx context.Context, userName, botName, cluster string
 	if err != nil {
 		return no("keyport", err), nil
 	}
+	if s.kubeReviewer == nil {
+		return nil, errs.BadParameterf("this auth process runs no Kubernetes Service; ask the one that serves %q", cluster)
+	}
+	name, sub, _ := strings.Cut(attrs.Resource, "/")
+	if attrs.Group, attrs.Resource, err = s.kubeReviewer.ResolveResource(ctx, cluster, user, groups, name); err != nil {
+		return nil, err
+	}
+	attrs.Subresource = sub
 	req := access.ResourceRequest{IsResourceRequest: true, Verb: attrs.Verb, APIGroup: attrs.Group, Resource: attrs.Resource,
 		Subresource: attrs.Subresource, Namespace: attrs.Namespace, Name: attrs.Name}
 	if err := ca.CheckResource(req); err != nil {
 		return no("keyport", err), nil
-	}
-	if s.kubeReviewer == nil {
-		return nil, errs.BadParameterf("this auth process runs no Kubernetes Service; ask the one that serves %q", cluster)
 	}
 	allowed, reason, err := s.kubeReviewer.SubjectAccessReview(ctx, cluster, user, groups, attrs)
 	if err != nil {

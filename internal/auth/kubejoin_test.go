@@ -21,6 +21,10 @@ func (f *fakeKube) SubjectAccessReview(context.Context, string, string, []string
 	return false, "", nil
 }
 
+func (f *fakeKube) ResolveResource(_ context.Context, _, _ string, _ []string, resource string) (string, string, error) {
+	return "", resource, nil
+}
+
 func (f *fakeKube) TokenReview(_ context.Context, token string) (*ServiceAccountReview, error) {
 	if r, ok := f.tokens[token]; ok {
 		return r, nil

@@ -332,9 +332,8 @@ func (g *handlers) SearchAudit(ctx context.Context, req *pb.SearchAuditRequest) 
 }
 
 func (g *handlers) KubeCanI(ctx context.Context, req *pb.KubeCanIRequest) (*pb.KubeCanIResponse, error) {
-	group, resource, sub := auth.ParseResource(req.GetResource())
 	res, err := g.s.KubeCanI(ctx, req.GetUser(), req.GetBot(), req.GetCluster(), auth.ResourceAttributes{
-		Verb: req.GetVerb(), Group: group, Resource: resource, Subresource: sub, Namespace: req.GetNamespace(), Name: req.GetName()})
+		Verb: req.GetVerb(), Resource: req.GetResource(), Namespace: req.GetNamespace(), Name: req.GetName()})
 	if err != nil {
 		return nil, err
 	}

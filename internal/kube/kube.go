@@ -14,13 +14,19 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	memory "k8s.io/client-go/discovery/cached"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keyport/keyport/internal/clock"
@@ -42,6 +48,8 @@ type Cluster struct {
 	UpgradeTransport http.RoundTripper
 	// Config is the service's rest.Config for this cluster (SubjectAccessReviews).
 	Config *rest.Config
+
+	mapper atomic.Pointer[resourceMapper] // set by the first ResolveResource
 }
 
 // Config configures the Kubernetes Service.
@@ -185,12 +193,7 @@ func (s *Service) SubjectAccessReview(ctx context.Context, cluster, user string,
 // (no Config; the agent adds its credentials) answers it like any forwarded request. It
 // returns the answer and the API server's reason.
 func (c *Cluster) SubjectAccessReview(ctx context.Context, user string, groups []string, verb, group, resource, subresource, namespace, name string) (bool, string, error) {
-	var rc *rest.Config
-	if c.Config != nil {
-		rc = rest.CopyConfig(c.Config)
-	} else {
-		rc = &rest.Config{Host: c.Server.String(), Transport: c.Transport}
-	}
+	rc := c.restConfig()
 	rc.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
@@ -255,4 +258,73 @@ func (s *Service) TokenReview(ctx context.Context, token string) (*TokenReviewRe
 		}
 	}
 	return out, nil
+}
+
+// restConfig is a copy of the service's rest.Config for the cluster, or one over its
+// transport (a cluster behind a tunnel).
+func (c *Cluster) restConfig() *rest.Config {
+	if c.Config != nil {
+		return rest.CopyConfig(c.Config)
+	}
+	return &rest.Config{Host: c.Server.String(), Transport: c.Transport}
+}
+
+// resourceMapper resolves resource names as kubectl does, from the cluster's discovery,
+// cached; a name it does not know refreshes the cache once.
+type resourceMapper struct {
+	deferred *restmapper.DeferredDiscoveryRESTMapper
+	mapper   meta.RESTMapper
+}
+
+// ResolveResource reads a resource as a person types it to kubectl (`deployments`,
+// `deploy`, `po`, `deployments.apps`, `deployments.v1.apps`, `*`) and returns its API
+// group and plural name, from the cluster's discovery (short names and all, through a
+// client-go RESTMapper cached per cluster). The discovery requests impersonate user and
+// groups. An unknown resource is a not-found error that names it.
+func (c *Cluster) ResolveResource(ctx context.Context, user string, groups []string, resource string) (group, plural string, err error) {
+	if resource == "*" {
+		return "", "*", nil
+	}
+	rm := c.mapper.Load()
+	if rm == nil {
+		rc := c.restConfig()
+		rc.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+		dc, err := discovery.NewDiscoveryClientForConfig(rc)
+		if err != nil {
+			return "", "", err
+		}
+		cached := memory.NewMemCacheClient(dc)
+		deferred := restmapper.NewDeferredDiscoveryRESTMapper(cached)
+		rm = &resourceMapper{deferred: deferred, mapper: restmapper.NewShortcutExpander(deferred, cached, nil)}
+		c.mapper.Store(rm)
+	}
+	gr, err := resolveResource(rm.mapper, resource)
+	if err != nil && meta.IsNoMatchError(err) {
+		// A resource type added since the cache was filled (a new CRD): look again.
+		rm.deferred.Reset()
+		gr, err = resolveResource(rm.mapper, resource)
+	}
+	if err != nil {
+		if meta.IsNoMatchError(err) {
+			return "", "", errs.NotFoundf("kube cluster %q has no resource type %q (see kubectl api-resources)", c.Name, resource)
+		}
+		return "", "", fmt.Errorf("discovery of kube cluster %q: %w", c.Name, err)
+	}
+	return gr.Group, gr.Resource, nil
+}
+
+// resolveResource is kubectl auth can-i's reading of a resource argument: a fully
+// qualified resource.version.group first, then resource[.group] with any version.
+func resolveResource(m meta.RESTMapper, arg string) (schema.GroupResource, error) {
+	full, gr := schema.ParseResourceArg(strings.ToLower(arg))
+	if full != nil {
+		if gvr, err := m.ResourceFor(*full); err == nil {
+			return gvr.GroupResource(), nil
+		}
+	}
+	gvr, err := m.ResourceFor(gr.WithVersion(""))
+	if err != nil {
+		return schema.GroupResource{}, err
+	}
+	return gvr.GroupResource(), nil
 }

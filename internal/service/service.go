@@ -551,12 +551,29 @@ func (h heartbeater) HeartbeatKubeClusters(ctx context.Context, clusters []*type
 // forwards to: one of its own Kubernetes Service, or one behind a reverse tunnel.
 type clusterReviewer struct{ clusters *localClusters }
 
-func (r clusterReviewer) SubjectAccessReview(ctx context.Context, cluster, user string, groups []string, a auth.ResourceAttributes) (bool, string, error) {
+// forwarder returns the cluster's forwarder, or why there is none.
+func (r clusterReviewer) forwarder(cluster string) (*kube.Cluster, error) {
 	c, ok := r.clusters.Forwarder(cluster)
 	if !ok {
-		return false, "", errs.NotFoundf("kube cluster %q is not reachable from this process: no Kubernetes Service here serves it and no reverse tunnel to it is open", cluster)
+		return nil, errs.NotFoundf("kube cluster %q is not reachable from this process: no Kubernetes Service here serves it and no reverse tunnel to it is open", cluster)
+	}
+	return c, nil
+}
+
+func (r clusterReviewer) SubjectAccessReview(ctx context.Context, cluster, user string, groups []string, a auth.ResourceAttributes) (bool, string, error) {
+	c, err := r.forwarder(cluster)
+	if err != nil {
+		return false, "", err
 	}
 	return c.SubjectAccessReview(ctx, user, groups, a.Verb, a.Group, a.Resource, a.Subresource, a.Namespace, a.Name)
+}
+
+func (r clusterReviewer) ResolveResource(ctx context.Context, cluster, user string, groups []string, resource string) (string, string, error) {
+	c, err := r.forwarder(cluster)
+	if err != nil {
+		return "", "", err
+	}
+	return c.ResolveResource(ctx, user, groups, resource)
 }
 
 // kubeReviewer is clusterReviewer for a process with its own Kubernetes Service, which
