@@ -18,7 +18,7 @@ BINS    := keyport tctl tsh tbot
 # (go.dev/issue/75804, fixed in Go 1.27). 5000 runs take 1–10 s per target here.
 FUZZTIME ?= 5000x
 
-.PHONY: all build test unit lint vet fmt kube-tools lint-tools fuzz-short bench quickstart quickstart-down clean proto
+.PHONY: all build test unit lint vet fmt kube-tools lint-tools fuzz-short bench conformance quickstart quickstart-down clean proto
 
 all: build
 
@@ -72,6 +72,14 @@ bench: kube-tools
 	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./internal/backend/...
 	$(GO) test -run='^$$' -bench=ProxyCannedUpstream -benchtime=20000x -count=2 ./internal/bench
 	$(GO) run ./internal/bench/cmd/keyport-bench $(BENCH_FLAGS)
+
+## conformance: a selection of the upstream [sig-api-machinery] [Conformance] e2e tests,
+## run directly and through Keyport (a bot whose role grants system:masters); fails when a
+## test passes directly but not through Keyport. The first run builds e2e.test (~16 min).
+CONFORMANCE_FLAGS ?=
+conformance: kube-tools build
+	@K8S_VERSION=$(K8S_VERSION) KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) KUBE_E2E=1 ./scripts/kube-tools.sh
+	$(GO) run ./internal/conformance/cmd/keyport-conformance -e2e $(TOOLS_BIN)/e2e.test -tbot bin/tbot $(CONFORMANCE_FLAGS)
 
 ## quickstart: a local control plane + keyport, then the guide's steps (state in .quickstart/)
 quickstart: kube-tools build

@@ -120,3 +120,19 @@ if ! stamped helm "$want_helm" || [ ! -x "$BIN/helm" ]; then
 fi
 
 log "ready in $BIN"
+
+# The upstream e2e test binary, for `make conformance` only (KUBE_E2E=1): built from the
+# same throwaway module as the control plane, with the version the framework checks.
+if [ "${KUBE_E2E:-0}" = 1 ]; then
+  want_e2e="e2e-$K8S_VERSION"
+  if ! stamped e2e "$want_e2e" || [ ! -x "$BIN/e2e.test" ]; then
+    log "building the e2e test binary $K8S_VERSION (about 16 minutes the first time)"
+    mod="$CACHE/build/k8s-$K8S_VERSION"
+    [ -f "$mod/go.mod" ] || { log "$mod/go.mod is missing: remove $STAMPS/k8s and run make kube-tools"; exit 1; }
+    (cd "$mod" && go get -t "k8s.io/kubernetes/test/e2e@$K8S_VERSION" >/dev/null 2>&1 || true)
+    minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+    ldflags="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+    (cd "$mod" && CGO_ENABLED=0 go test -c -o "$BIN/e2e.test" -ldflags "$ldflags" k8s.io/kubernetes/test/e2e)
+    stamp e2e "$want_e2e"
+  fi
+fi
