@@ -84,6 +84,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	opts.Log.Info("starting Keyport in process")
+	if err := os.MkdirAll(filepath.Join(dir, "keyport"), 0o700); err != nil {
+		return nil, err
+	}
 	kp, err := testenv.Start(ctx, filepath.Join(dir, "keyport"), testenv.WithKube(kube.KubeconfigPath, map[string]string{"env": "dev"}),
 		testenv.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
