@@ -50,7 +50,7 @@ func TestDecodeStrict(t *testing.T) {
 		t.Fatalf("decoded %+v", good)
 	}
 	tests := []struct{ name, data, want string }{
-		{"unknown field", "name: n\nnmae: x\n", "f.yaml:2: nmae: unknown field"},
+		{"unknown field", "name: n\nnaem: x\n", "f.yaml:2: naem: unknown field"},
 		{"unknown nested field", "items:\n- path: /a\n  paht: /b\n", "f.yaml:3: items[0].paht: unknown field"},
 		{"duplicate key", "name: a\nname: b\n", "f.yaml:2: name: duplicate key (first on line 1)"},
 		{"alias", "name: &a x\nversion: *a\n", "f.yaml:2: version: YAML aliases are not supported"},
