@@ -74,29 +74,23 @@ func continueAD(st *requestState, path string) string {
 	return st.id.Username + "\x00" + st.cluster.Name + "\x00" + path
 }
 
-// withContinue opens the sealed continue token of a filtered list before it goes to the
-// API server.
-func withContinue(next http.Handler, s *continueSealer) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := stateFrom(r.Context())
-		if st.decision.Allow == nil || !strings.Contains(r.URL.RawQuery, "continue=") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		q := r.URL.Query()
-		token := q.Get("continue")
-		if token == "" {
-			next.ServeHTTP(w, r)
-			return
-		}
-		raw, err := s.open(token, continueAD(st, r.URL.Path))
-		if err != nil {
-			st.reason = err.Error()
-			writeStatus(w, http.StatusBadRequest, st.reason)
-			return
-		}
-		q.Set("continue", raw)
-		r.URL.RawQuery = q.Encode()
-		next.ServeHTTP(w, r)
-	})
+// openContinue replaces the sealed continue token of a filtered list with the API
+// server's own before the request goes on. It runs inside withAuthorization, and only for
+// filtered requests: a chain stage of its own would deepen every request's stack.
+func openContinue(r *http.Request, st *requestState, s *continueSealer) error {
+	if !strings.Contains(r.URL.RawQuery, "continue=") {
+		return nil
+	}
+	q := r.URL.Query()
+	token := q.Get("continue")
+	if token == "" {
+		return nil
+	}
+	raw, err := s.open(token, continueAD(st, r.URL.Path))
+	if err != nil {
+		return err
+	}
+	q.Set("continue", raw)
+	r.URL.RawQuery = q.Encode()
+	return nil
 }

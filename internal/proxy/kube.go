@@ -120,7 +120,6 @@ func NewKubeHandler(cfg KubeConfig) *KubeHandler {
 	}
 	h := newForwarder(cfg)
 	h = withImpersonation(h)
-	h = withContinue(h, cfg.sealer)
 	h = withAuthorization(h, cfg)
 	h = withAudit(h, cfg, m)
 	h = withTracking(h, tr)
@@ -364,6 +363,13 @@ func withAuthorization(next http.Handler, cfg KubeConfig) http.Handler {
 			return
 		}
 		st.decision = &d
+		if d.Allow != nil {
+			if err := openContinue(r, st, cfg.sealer); err != nil {
+				st.reason = err.Error()
+				writeStatus(w, http.StatusBadRequest, st.reason)
+				return
+			}
+		}
 		next.ServeHTTP(w, r)
 	})
 }
