@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"net"
 	"sync"
 	"time"
 
@@ -72,8 +73,10 @@ func NewCoalescer(cfg CoalescerConfig) *Coalescer {
 	return &Coalescer{cfg: cfg, sources: map[string]*sourceWindow{}}
 }
 
-// Emit records e, a refusal from source, or counts it when source is past its burst.
-func (c *Coalescer) Emit(ctx context.Context, source string, e Event) {
+// Emit records e, a refusal of a client at addr (host:port), or counts it when the
+// client's host is past its burst.
+func (c *Coalescer) Emit(ctx context.Context, addr string, e Event) {
+	source := SourceHost(addr)
 	now := c.cfg.Clock.Now()
 	var summary *Event
 	c.mu.Lock()
@@ -122,6 +125,15 @@ func (c *Coalescer) summary(source string, w *sourceWindow) *Event {
 	e.Fields = fields
 	e.Time, e.ID = time.Time{}, ""
 	return &e
+}
+
+// SourceHost is the host of a client address (host:port), the source that refusals are
+// coalesced by and that rate limits count per.
+func SourceHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
 }
 
 // Flush records the counts of every window that has ended and forgets those sources.

@@ -4,10 +4,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
-	"net"
 	"sync"
 	"time"
 
+	"github.com/keyport/keyport/internal/audit"
 	"github.com/keyport/keyport/internal/clock"
 )
 
@@ -65,9 +65,5 @@ func randomHex(r io.Reader, n int) (string, error) {
 	return hex.EncodeToString(buf), nil
 }
 
-func sourceHost(addr string) string {
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		return h
-	}
-	return addr
-}
+// sourceHost is the host that join and login attempts are counted per.
+var sourceHost = audit.SourceHost

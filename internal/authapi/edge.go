@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"net"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -207,7 +206,7 @@ func (e *Edge) auditDenied(ctx context.Context, method string, actor auth.Actor,
 		e.cfg.Audit.Emit(ctx, ev)
 		return
 	}
-	e.cfg.Refusals.Emit(ctx, sourceHost(actor.Addr), ev)
+	e.cfg.Refusals.Emit(ctx, actor.Addr, ev)
 }
 
 // toStatus is the one mapping from errs categories to gRPC status. An internal failure
@@ -238,11 +237,4 @@ func shortName(method string) string {
 		}
 	}
 	return method
-}
-
-func sourceHost(addr string) string {
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		return h
-	}
-	return addr
 }

@@ -83,15 +83,14 @@ var Table = map[string]Row{
 	pb.AuthService_DeleteResource_FullMethodName: {Access: Rules, Requires: "KIND:delete",
 		Perms: by(func(r *pb.DeleteResourceRequest) []Perm { return []Perm{{r.GetKind(), auth.VerbDelete}} })},
 
-	pb.AuthService_CreateUser_FullMethodName: {Access: Rules, Perms: need(types.KindUser, auth.VerbCreate)},
-	pb.AuthService_ResetUser_FullMethodName:  {Access: Rules, Perms: need(types.KindUser, auth.VerbUpdate)},
+	pb.AuthService_CreateUser_FullMethodName: rules(types.KindUser, auth.VerbCreate),
+	pb.AuthService_ResetUser_FullMethodName:  rules(types.KindUser, auth.VerbUpdate),
 
-	pb.AuthService_CreateBot_FullMethodName: {Access: Rules,
-		Perms: need(types.KindBot, auth.VerbCreate, types.KindToken, auth.VerbCreate)},
-	pb.AuthService_UpdateBot_FullMethodName:        {Access: Rules, Perms: need(types.KindBot, auth.VerbUpdate)},
-	pb.AuthService_ListBotInstances_FullMethodName: {Access: Rules, Perms: need(types.KindBotInstance, auth.VerbList)},
-	pb.AuthService_CreateToken_FullMethodName:      {Access: Rules, Perms: need(types.KindToken, auth.VerbCreate)},
-	pb.AuthService_CreateLock_FullMethodName:       {Access: Rules, Perms: need(types.KindLock, auth.VerbCreate)},
+	pb.AuthService_CreateBot_FullMethodName:        rules(types.KindBot, auth.VerbCreate, types.KindToken, auth.VerbCreate),
+	pb.AuthService_UpdateBot_FullMethodName:        rules(types.KindBot, auth.VerbUpdate),
+	pb.AuthService_ListBotInstances_FullMethodName: rules(types.KindBotInstance, auth.VerbList),
+	pb.AuthService_CreateToken_FullMethodName:      rules(types.KindToken, auth.VerbCreate),
+	pb.AuthService_CreateLock_FullMethodName:       rules(types.KindLock, auth.VerbCreate),
 
 	pb.AuthService_SignUser_FullMethodName: {Access: SelfOrRules, Self: signsOwnLogin, Perms: need(types.KindUser, auth.VerbUpdate),
 		Requires: "a user renewing their own login (not from a certificate routed to one kube cluster); else user:update"},
@@ -110,20 +109,7 @@ var Table = map[string]Row{
 		Requires: "any identity; each cluster says whether the caller may reach it"},
 	pb.AuthService_KubeCanI_FullMethodName: {Access: Rules, Perms: by(kubeCanIPerms),
 		Requires: "user:read (--user) or bot:read (--bot)"},
-	pb.AuthService_SearchAudit_FullMethodName: {Access: Rules, Perms: need(types.KindEvent, auth.VerbList)},
-}
-
-func init() {
-	for m, r := range Table {
-		if r.Requires == "" && r.Perms != nil {
-			var ps []string
-			for _, p := range r.Perms(nil) {
-				ps = append(ps, p.String())
-			}
-			r.Requires = strings.Join(ps, " and ")
-			Table[m] = r
-		}
-	}
+	pb.AuthService_SearchAudit_FullMethodName: rules(types.KindEvent, auth.VerbList),
 }
 
 // by adapts a function of one request type to a row's Perms.
@@ -137,11 +123,27 @@ func by[T any](f func(T) []Perm) func(any) []Perm {
 // need returns a Perms that asks for the same pairs whatever the request: kind, verb,
 // kind, verb, ….
 func need(kindVerb ...string) func(any) []Perm {
+	ps := perms(kindVerb)
+	return func(any) []Perm { return ps }
+}
+
+// rules is the row of a method that needs the same rules whatever the request, with its
+// Requires text written from them ("bot:create and token:create").
+func rules(kindVerb ...string) Row {
+	ps := perms(kindVerb)
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.String()
+	}
+	return Row{Access: Rules, Perms: func(any) []Perm { return ps }, Requires: strings.Join(names, " and ")}
+}
+
+func perms(kindVerb []string) []Perm {
 	var ps []Perm
 	for i := 0; i+1 < len(kindVerb); i += 2 {
 		ps = append(ps, Perm{kindVerb[i], kindVerb[i+1]})
 	}
-	return func(any) []Perm { return ps }
+	return ps
 }
 
 func createResourcePerms(r *pb.CreateResourceRequest) []Perm {

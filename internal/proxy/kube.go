@@ -511,7 +511,7 @@ func emitRefusal(cfg KubeConfig, r *http.Request, cluster string, code int, reas
 	e := audit.Event{Type: audit.KubeRequest, Message: reason, Fields: fields}
 	st := stateFrom(r.Context())
 	if st == nil || st.id == nil {
-		cfg.Refusals.Emit(r.Context(), sourceHost(r.RemoteAddr), e)
+		cfg.Refusals.Emit(r.Context(), r.RemoteAddr, e)
 		return
 	}
 	id := st.id
@@ -521,13 +521,6 @@ func emitRefusal(cfg KubeConfig, r *http.Request, cluster string, code int, reas
 		fields["namespace"], fields["name"] = info.Namespace, info.Name
 	}
 	cfg.Audit.Emit(r.Context(), e)
-}
-
-func sourceHost(addr string) string {
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		return h
-	}
-	return addr
 }
 
 // The audit events are built in functions of their own, not in withAudit's closure: an
@@ -551,7 +544,8 @@ func emitSessionStart(cfg KubeConfig, r *http.Request) {
 //go:noinline
 func emitRequestEnd(cfg KubeConfig, m *metrics, r *http.Request, rec *statusRecorder, start time.Time, session bool) {
 	ctx := r.Context()
-	id, info, fw := identityFrom(ctx), infoFrom(ctx), clusterFrom(ctx)
+	st := stateFrom(ctx)
+	id, info, fw := st.id, st.info, st.cluster
 	typ := audit.KubeRequest
 	if session {
 		typ = audit.SessionEnd
@@ -573,7 +567,7 @@ func emitRequestEnd(cfg KubeConfig, m *metrics, r *http.Request, rec *statusReco
 		"subresource": info.Subresource, "namespace": info.Namespace, "name": info.Name, "path": r.URL.Path,
 		"status": rec.code, "latency_ms": float64(elapsed.Microseconds()) / 1000, "addr": r.RemoteAddr,
 	}
-	reason := stateFrom(ctx).reason
+	reason := st.reason
 	if reason != "" {
 		fields["reason"] = reason
 	}
