@@ -78,8 +78,8 @@ bench: kube-tools
 ## test passes directly but not through Keyport. The first run builds e2e.test (~16 min).
 CONFORMANCE_FLAGS ?=
 conformance: kube-tools build
-	@K8S_VERSION=$(K8S_VERSION) KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) KUBE_E2E=1 ./scripts/kube-tools.sh
-	$(GO) run ./internal/conformance/cmd/keyport-conformance -e2e $(TOOLS_BIN)/e2e.test -tbot bin/tbot $(CONFORMANCE_FLAGS)
+	@K8S_VERSION=$(K8S_VERSION) KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) ./scripts/kube-tools.sh
+	$(GO) run ./internal/conformance/cmd/keyport-conformance -e2e $(TOOLS_BIN)/e2e.test -tbot bin/tbot -kubectl $(TOOLS_BIN)/kubectl -v $(CONFORMANCE_FLAGS)
 
 ## quickstart: a local control plane + keyport, then the guide's steps (state in .quickstart/)
 quickstart: kube-tools build

@@ -55,7 +55,11 @@ ln -sf "$chromium_path" "$BIN/chromium"
 
 # kube-apiserver and kube-controller-manager (and kubectl when the machine has none),
 # built from a throwaway module that pins every staging module k8s.io/kubernetes replaces.
-want_k8s="k8s-$K8S_VERSION"
+# The version ldflags are what the upstream release build sets: without them the API
+# server reports v0.0.0-master and version-gated e2e tests fail.
+minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+ldflags="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+want_k8s="k8s-$K8S_VERSION-versioned"
 if ! stamped k8s "$want_k8s" || [ ! -x "$BIN/kube-apiserver" ] || [ ! -x "$BIN/kube-controller-manager" ]; then
   log "building kube-apiserver and kube-controller-manager $K8S_VERSION (about 10 minutes the first time)"
   mod="$CACHE/build/k8s-$K8S_VERSION"
@@ -83,7 +87,7 @@ import (
 GO
   (cd "$mod" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" >/dev/null 2>&1 || go get "k8s.io/kubernetes@$K8S_VERSION")
   (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true)
-  (cd "$mod" && CGO_ENABLED=0 go build -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
+  (cd "$mod" && CGO_ENABLED=0 go build -o "$BIN/" -ldflags "$ldflags" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
   stamp k8s "$want_k8s"
 fi
 
@@ -91,7 +95,7 @@ if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$BIN/kubectl" ]; then
   log "building kubectl $K8S_VERSION (no kubectl on this machine)"
   mod="$CACHE/build/k8s-$K8S_VERSION"
   (cd "$mod" && go get "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION" >/dev/null 2>&1 || true)
-  (cd "$mod" && CGO_ENABLED=0 go build -o "$BIN/" k8s.io/kubernetes/cmd/kubectl)
+  (cd "$mod" && CGO_ENABLED=0 go build -o "$BIN/" -ldflags "$ldflags" k8s.io/kubernetes/cmd/kubectl)
 fi
 if command -v kubectl >/dev/null 2>&1 && [ ! -x "$BIN/kubectl" ]; then
   ln -sf "$(command -v kubectl)" "$BIN/kubectl"
@@ -119,20 +123,17 @@ if ! stamped helm "$want_helm" || [ ! -x "$BIN/helm" ]; then
   stamp helm "$want_helm"
 fi
 
-log "ready in $BIN"
-
-# The upstream e2e test binary, for `make conformance` only (KUBE_E2E=1): built from the
-# same throwaway module as the control plane, with the version the framework checks.
-if [ "${KUBE_E2E:-0}" = 1 ]; then
-  want_e2e="e2e-$K8S_VERSION"
-  if ! stamped e2e "$want_e2e" || [ ! -x "$BIN/e2e.test" ]; then
-    log "building the e2e test binary $K8S_VERSION (about 16 minutes the first time)"
-    mod="$CACHE/build/k8s-$K8S_VERSION"
-    [ -f "$mod/go.mod" ] || { log "$mod/go.mod is missing: remove $STAMPS/k8s and run make kube-tools"; exit 1; }
-    (cd "$mod" && go get -t "k8s.io/kubernetes/test/e2e@$K8S_VERSION" >/dev/null 2>&1 || true)
-    minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
-    ldflags="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-    (cd "$mod" && CGO_ENABLED=0 go test -c -o "$BIN/e2e.test" -ldflags "$ldflags" k8s.io/kubernetes/test/e2e)
-    stamp e2e "$want_e2e"
-  fi
+# The upstream e2e test binary, for the conformance selection `make test` runs and for
+# `make conformance`: built from the same throwaway module as the control plane, with the
+# same version ldflags (the framework checks them).
+want_e2e="e2e-$K8S_VERSION"
+if ! stamped e2e "$want_e2e" || [ ! -x "$BIN/e2e.test" ]; then
+  log "building the e2e test binary $K8S_VERSION (about 16 minutes the first time)"
+  mod="$CACHE/build/k8s-$K8S_VERSION"
+  [ -f "$mod/go.mod" ] || { log "$mod/go.mod is missing: remove $STAMPS/k8s and run make kube-tools"; exit 1; }
+  (cd "$mod" && go get -t "k8s.io/kubernetes/test/e2e@$K8S_VERSION" >/dev/null 2>&1 || true)
+  (cd "$mod" && CGO_ENABLED=0 go test -c -o "$BIN/e2e.test" -ldflags "$ldflags" k8s.io/kubernetes/test/e2e)
+  stamp e2e "$want_e2e"
 fi
+
+log "ready in $BIN"

@@ -26,6 +26,10 @@ type BotInstance struct {
 	BotName    string    `json:"bot_name"`
 	ID         string    `json:"id"`
 	JoinMethod string    `json:"join_method"`
+	// JoinToken is the token resource a secretless join used; JoinClaims what the join
+	// proved (an ID token's verified claims, a service account, a bound key).
+	JoinToken  string         `json:"join_token,omitempty"`
+	JoinClaims map[string]any `json:"join_claims,omitempty"`
 	Hostname   string    `json:"hostname"`
 	Joined     time.Time `json:"joined"`
 	LastSeen   time.Time `json:"last_seen"`
@@ -171,14 +175,20 @@ func (s *Server) JoinBot(ctx context.Context, addr, method, secret, hostname str
 		s.emit(ctx, actor, audit.Event{Type: audit.BotJoinFailure, Message: "rate limited"})
 		return nil, errs.LimitExceededf("too many join attempts from %s; wait a minute", sourceHost(addr))
 	}
-	fail := func(err error) (*CertsResult, error) {
-		s.emit(ctx, actor, audit.Event{Type: audit.BotJoinFailure, Message: err.Error(), Fields: map[string]any{"join_method": method}})
-		return nil, err
-	}
 	var (
 		tok    *types.Token
 		fields = map[string]any{"hostname": hostname}
+		claims map[string]any
+		detail map[string]any
 	)
+	fail := func(err error) (*CertsResult, error) {
+		f := map[string]any{"join_method": method}
+		for k, v := range detail {
+			f[k] = v
+		}
+		s.emit(ctx, actor, audit.Event{Type: audit.BotJoinFailure, Message: err.Error(), Fields: f})
+		return nil, err
+	}
 	switch method {
 	case "", types.JoinMethodToken:
 		method = types.JoinMethodToken
@@ -197,8 +207,19 @@ func (s *Server) JoinBot(ctx context.Context, addr, method, secret, hostname str
 		fields["service_account"] = kj.serviceAccount
 		fields["pod"] = kj.pod
 		fields["kube_cluster"] = kj.cluster
+		claims = map[string]any{"service_account": kj.serviceAccount, "pod": kj.pod, "kube_cluster": kj.cluster}
+	case types.JoinMethodGitHub, types.JoinMethodGitLab, types.JoinMethodOIDC:
+		cj, d, err := s.checkCIJoin(ctx, method, secret)
+		detail = d
+		if err != nil {
+			return fail(err)
+		}
+		tok, claims = cj.token, cj.claims
+		fields["token"] = tok.GetName()
+		fields["claims"] = claims
+		fields["rule"] = cj.rule
 	default:
-		return fail(errs.BadParameterf("unknown join method %q (want token or kubernetes)", method))
+		return fail(errs.BadParameterf("unknown join method %q (want token, kubernetes, github, gitlab, oidc or bound_keypair)", method))
 	}
 	fields["join_method"] = method
 	botR, err := s.GetResource(ctx, types.KindBot, tok.Spec.BotName)
@@ -206,13 +227,20 @@ func (s *Server) JoinBot(ctx context.Context, addr, method, secret, hostname str
 		return fail(errs.AccessDeniedf("bot %q of this token no longer exists", tok.Spec.BotName))
 	}
 	bot := botR.(*types.Bot)
+	userName, _ := types.BotResourceNames(bot.GetName())
+	if err := s.CheckLock(&tlsca.Identity{Username: userName, BotName: bot.GetName(), Roles: bot.Spec.Roles}); err != nil {
+		return fail(err)
+	}
 	id, err := randomHex(s.cfg.Rand, 16)
 	if err != nil {
 		return nil, err
 	}
 	id = fmt.Sprintf("%s-%s-%s-%s-%s", id[0:8], id[8:12], id[12:16], id[16:20], id[20:32])
 	now := s.cfg.Clock.Now().UTC()
-	bi := BotInstance{BotName: bot.GetName(), ID: id, JoinMethod: method, Hostname: hostname, Joined: now, LastSeen: now, Generation: 1}
+	bi := BotInstance{BotName: bot.GetName(), ID: id, JoinMethod: method, Hostname: hostname, Joined: now, LastSeen: now, Generation: 1, JoinClaims: claims}
+	if method != types.JoinMethodToken {
+		bi.JoinToken = tok.GetName()
+	}
 	data, _ := json.Marshal(bi)
 	if _, err := s.cfg.Backend.Create(ctx, backend.Item{Key: botInstanceKey(bi.BotName, id), Value: data}); err != nil {
 		return nil, err
@@ -221,8 +249,7 @@ func (s *Server) JoinBot(ctx context.Context, addr, method, secret, hostname str
 	if err != nil {
 		return nil, err
 	}
-	user, _ := types.BotResourceNames(bot.GetName())
-	s.emit(ctx, actor, audit.Event{Type: audit.BotJoin, Success: true, User: user, BotName: bot.GetName(), BotInstanceID: id, Fields: fields})
+	s.emit(ctx, actor, audit.Event{Type: audit.BotJoin, Success: true, User: userName, BotName: bot.GetName(), BotInstanceID: id, Fields: fields})
 	return &CertsResult{CertPEM: cert, InstanceID: id, Generation: 1}, nil
 }
 

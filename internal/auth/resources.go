@@ -261,7 +261,9 @@ func (s *Server) putToken(ctx context.Context, actor Actor, t *types.Token, mode
 	if t.Spec.JoinMethod == types.JoinMethodToken {
 		t.Metadata.Name = HashToken(t.Metadata.Name)
 	}
-	if t.Metadata.Expires == nil {
+	// A secret (method token) or a kubernetes token expires in an hour unless it says
+	// otherwise; the rules of the CI methods and a bound key are meant to last.
+	if t.Metadata.Expires == nil && (t.Spec.JoinMethod == types.JoinMethodToken || t.Spec.JoinMethod == types.JoinMethodKubernetes) {
 		exp := s.cfg.Clock.Now().Add(DefaultTokenTTL).UTC()
 		t.Metadata.Expires = &exp
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"log/slog"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/keyport/keyport/internal/backend"
 	"github.com/keyport/keyport/internal/clock"
 	"github.com/keyport/keyport/internal/errs"
+	"github.com/keyport/keyport/internal/oidcjoin"
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
 	"github.com/keyport/keyport/internal/version"
@@ -66,6 +68,9 @@ type Config struct {
 	JoinRate int
 	// Login limits password logins (users_login.go); zero fields take the defaults.
 	Login LoginPolicy
+	// OIDCClient fetches the discovery documents and key sets of the issuers that the
+	// github, gitlab and oidc join methods trust; nil trusts the system roots.
+	OIDCClient *http.Client
 }
 
 // Server is the Auth Service.
@@ -81,6 +86,7 @@ type Server struct {
 	loginLimiter *limiter
 	verified     verifiedCerts
 	kubeReviewer KubeReviewer
+	oidc         *oidcjoin.Verifier
 }
 
 // New opens the Auth Service over its backend: it creates the CAs and the built-in roles
@@ -106,7 +112,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.Login.setDefaults()
 	s := &Server{cfg: cfg, joinLimiter: newLimiter(cfg.Clock, cfg.JoinRate, time.Minute),
-		loginLimiter: newLimiter(cfg.Clock, cfg.Login.Rate, time.Minute)}
+		loginLimiter: newLimiter(cfg.Clock, cfg.Login.Rate, time.Minute),
+		oidc:         oidcjoin.New(oidcjoin.Config{Client: cfg.OIDCClient, Clock: cfg.Clock})}
 	if err := s.initCluster(ctx); err != nil {
 		return nil, err
 	}

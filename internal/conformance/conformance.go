@@ -1,5 +1,5 @@
 // Package conformance runs a selection of the upstream Kubernetes e2e conformance tests
-// (the e2e.test binary built by `make kube-tools` with KUBE_E2E=1) twice against one real
+// (the e2e.test binary `make kube-tools` builds) twice against one real
 // control plane: directly with the admin kubeconfig, and through an in-process Keyport
 // with the kubeconfig the built tbot writes for a bot whose role grants system:masters.
 // A test that passes directly but fails through Keyport is a failure of Keyport; a test
@@ -32,8 +32,9 @@ import (
 
 // Options configure a run.
 type Options struct {
-	// E2E is the e2e.test binary; Tbot the built tbot.
-	E2E, Tbot string
+	// E2E is the e2e.test binary; Tbot the built tbot; Kubectl the kubectl the e2e
+	// tests run (dry-run is tested through it).
+	E2E, Tbot, Kubectl string
 	// Focus and Skip select tests (ginkgo regular expressions).
 	Focus, Skip string
 	// Out receives the report; Log the progress.
@@ -65,6 +66,8 @@ type Report struct {
 	// LeftOut failed directly: this test bed cannot run them.
 	LeftOut []string
 	Took    [2]time.Duration
+	// Durations holds each test's time on each path (direct, through Keyport).
+	Durations map[string][2]time.Duration
 }
 
 // Run starts the test bed, runs the selection both ways and compares.
@@ -97,7 +100,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{}
+	rep := &Report{Durations: map[string][2]time.Duration{}}
 	for i, path := range []struct {
 		name, kubeconfig string
 		out              *map[string]Result
@@ -109,7 +112,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("%s: %w", path.name, err)
 		}
 		rep.Took[i] = time.Since(began)
-		*path.out = res
+		*path.out = map[string]Result{}
+		for name, o := range res {
+			(*path.out)[name] = o.Result
+			d := rep.Durations[name]
+			d[i] = o.Took
+			rep.Durations[name] = d
+		}
 	}
 	for name, r := range rep.Direct {
 		switch {
@@ -208,12 +217,15 @@ func waitEnrolled(ctx context.Context, admin *client.Client) error {
 }
 
 // runE2E runs the selection with kubeconfig and reads its junit report.
-func runE2E(ctx context.Context, opts Options, kubeconfig, reportDir string) (map[string]Result, error) {
+func runE2E(ctx context.Context, opts Options, kubeconfig, reportDir string) (map[string]outcome, error) {
 	if err := os.MkdirAll(reportDir, 0o700); err != nil {
 		return nil, err
 	}
 	args := []string{"--kubeconfig=" + kubeconfig, "--provider=skeleton", "--report-dir=" + reportDir,
 		"--ginkgo.focus=" + opts.Focus, "--ginkgo.no-color", "--ginkgo.timeout=40m"}
+	if opts.Kubectl != "" {
+		args = append(args, "--kubectl-path="+opts.Kubectl)
+	}
 	if opts.Skip != "" {
 		args = append(args, "--ginkgo.skip="+opts.Skip)
 	}
@@ -241,9 +253,16 @@ type junitCase struct {
 	Failure *struct{} `xml:"failure"`
 	Error   *struct{} `xml:"error"`
 	Skipped *struct{} `xml:"skipped"`
+	Time    float64   `xml:"time,attr"`
 }
 
-func readJUnit(path string) (map[string]Result, error) {
+// outcome is one test's result and time in one run.
+type outcome struct {
+	Result Result
+	Took   time.Duration
+}
+
+func readJUnit(path string) (map[string]outcome, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("the e2e run left no report: %w", err)
@@ -252,28 +271,28 @@ func readJUnit(path string) (map[string]Result, error) {
 	if err := xml.Unmarshal(data, &j); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	out := map[string]Result{}
+	out := map[string]outcome{}
 	for _, s := range j.Suites {
 		for _, c := range s.Cases {
 			if strings.HasPrefix(c.Name, "[SynchronizedBeforeSuite]") || strings.HasPrefix(c.Name, "[SynchronizedAfterSuite]") ||
 				strings.HasPrefix(c.Name, "[ReportAfterSuite]") || strings.HasPrefix(c.Name, "[BeforeSuite]") {
 				continue
 			}
+			o := outcome{Result: Passed, Took: time.Duration(c.Time * float64(time.Second))}
 			switch {
 			case c.Skipped != nil || c.Status == "skipped":
-				out[c.Name] = Skipped
+				o.Result = Skipped
 			case c.Failure != nil || c.Error != nil || c.Status == "failed" || c.Status == "panicked":
-				out[c.Name] = Failed
-			default:
-				out[c.Name] = Passed
+				o.Result = Failed
 			}
+			out[c.Name] = o
 		}
 	}
 	return out, nil
 }
 
-// Print writes the report.
-func (r *Report) Print(w io.Writer) {
+// Print writes the report; verbose adds each test's time on both paths, slowest first.
+func (r *Report) Print(w io.Writer, verbose bool) {
 	count := func(m map[string]Result, want Result) int {
 		n := 0
 		for _, v := range m {
@@ -289,6 +308,20 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "\nfailed directly too (this test bed cannot run them):\n")
 		for _, n := range r.LeftOut {
 			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
+	if verbose {
+		fmt.Fprintf(w, "\n%10s %10s  test\n", "direct", "keyport")
+		var names []string
+		for n, res := range r.Direct {
+			if res != Skipped {
+				names = append(names, n)
+			}
+		}
+		sort.Slice(names, func(i, j int) bool { return r.Durations[names[i]][0] > r.Durations[names[j]][0] })
+		for _, n := range names {
+			d := r.Durations[n]
+			fmt.Fprintf(w, "%10s %10s  %s\n", d[0].Round(100*time.Millisecond), d[1].Round(100*time.Millisecond), n)
 		}
 	}
 	if len(r.Regressions) > 0 {

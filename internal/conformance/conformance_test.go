@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestReadJUnit(t *testing.T) {
@@ -11,7 +12,7 @@ func TestReadJUnit(t *testing.T) {
 	data := `<?xml version="1.0" encoding="UTF-8"?>
 <testsuites><testsuite name="Kubernetes e2e suite" tests="4">
   <testcase name="[SynchronizedBeforeSuite]" status="passed"></testcase>
-  <testcase name="[It] [sig-api-machinery] Watchers ok [Conformance]" status="passed"></testcase>
+  <testcase name="[It] [sig-api-machinery] Watchers ok [Conformance]" status="passed" time="2.5"></testcase>
   <testcase name="[It] [sig-api-machinery] Discovery broken [Conformance]" status="failed"><failure message="x">x</failure></testcase>
   <testcase name="[It] [sig-apps] other" status="skipped"><skipped message="skipped"></skipped></testcase>
 </testsuite></testsuites>`
@@ -31,9 +32,12 @@ func TestReadJUnit(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s: %s, want %s", k, got[k], v)
+		if got[k].Result != v {
+			t.Errorf("%s: %s, want %s", k, got[k].Result, v)
 		}
+	}
+	if d := got["[It] [sig-api-machinery] Watchers ok [Conformance]"].Took; d != 2500*time.Millisecond {
+		t.Errorf("took %s, want 2.5s", d)
 	}
 	if _, err := readJUnit(filepath.Join(t.TempDir(), "missing.xml")); err == nil {
 		t.Fatal("a missing report is no error")

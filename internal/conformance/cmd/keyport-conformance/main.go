@@ -18,7 +18,13 @@ func main() {
 	flag.StringVar(&opts.Tbot, "tbot", "bin/tbot", "the built tbot")
 	flag.StringVar(&opts.Focus, "focus", conformance.DefaultFocus, "ginkgo focus")
 	flag.StringVar(&opts.Skip, "skip", conformance.DefaultSkip, "ginkgo skip")
+	flag.StringVar(&opts.Kubectl, "kubectl", "kubectl", "the kubectl the e2e tests run")
+	ci := flag.Bool("ci", false, "run only the selection `make test` runs (conformance.CISelection)")
+	verbose := flag.Bool("v", false, "print each test's time on both paths")
 	flag.Parse()
+	if *ci {
+		opts.Focus, opts.Skip = conformance.FocusOn(conformance.CISelection), ""
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	rep, err := conformance.Run(ctx, opts)
@@ -26,7 +32,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ERROR:", err)
 		os.Exit(1)
 	}
-	rep.Print(os.Stdout)
+	rep.Print(os.Stdout, *verbose)
 	if len(rep.Regressions) > 0 {
 		os.Exit(1)
 	}
