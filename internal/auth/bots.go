@@ -23,19 +23,19 @@ const (
 
 // BotInstance is one joined copy of a bot, with its renewal counter.
 type BotInstance struct {
-	BotName    string    `json:"bot_name"`
-	ID         string    `json:"id"`
-	JoinMethod string    `json:"join_method"`
+	BotName    string `json:"bot_name"`
+	ID         string `json:"id"`
+	JoinMethod string `json:"join_method"`
 	// JoinToken is the token resource a secretless join used; JoinClaims what the join
 	// proved (an ID token's verified claims, a service account, a bound key).
 	JoinToken  string         `json:"join_token,omitempty"`
 	JoinClaims map[string]any `json:"join_claims,omitempty"`
-	Hostname   string    `json:"hostname"`
-	Joined     time.Time `json:"joined"`
-	LastSeen   time.Time `json:"last_seen"`
-	Generation uint64    `json:"generation"`
-	Locked     bool      `json:"locked,omitempty"`
-	Revision   int64     `json:"-"`
+	Hostname   string         `json:"hostname"`
+	Joined     time.Time      `json:"joined"`
+	LastSeen   time.Time      `json:"last_seen"`
+	Generation uint64         `json:"generation"`
+	Locked     bool           `json:"locked,omitempty"`
+	Revision   int64          `json:"-"`
 }
 
 func botInstanceKey(bot, id string) []byte { return []byte(botInstancePrefix + bot + "/" + id) }

@@ -11,9 +11,9 @@ import (
 
 	"github.com/keyport/keyport/internal/audit"
 	"github.com/keyport/keyport/internal/clock"
+	"github.com/keyport/keyport/internal/testenv/oidcissuer"
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
-	"github.com/keyport/keyport/internal/testenv/oidcissuer"
 )
 
 // ciTokens creates bot ci and one token per CI join method, trusting is.
