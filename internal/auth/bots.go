@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keyport/keyport/internal/audit"
@@ -39,6 +40,25 @@ type BotInstance struct {
 }
 
 func botInstanceKey(bot, id string) []byte { return []byte(botInstancePrefix + bot + "/" + id) }
+
+// CreateBotBoundKeypair makes a bot that joins with method bound_keypair: its token
+// resource and the one-time registration secret (valid for ttl) that binds tbot's key.
+func (s *Server) CreateBotBoundKeypair(ctx context.Context, actor Actor, bot *types.Bot, rejoins int, ttl time.Duration) (tok *types.Token, secret string, err error) {
+	if err := bot.CheckAndSetDefaults(); err != nil {
+		return nil, "", err
+	}
+	tok, secret, err = s.NewBoundKeypairToken(bot.GetName(), rejoins, ttl)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := s.createBotResources(ctx, actor, bot); err != nil {
+		return nil, "", err
+	}
+	if _, err := s.putToken(ctx, actor, tok, CreateOnly); err != nil {
+		return nil, "", err
+	}
+	return tok, secret, nil
+}
 
 // CreateBot makes a bot (with its user and role bot-NAME) and a join token for it.
 func (s *Server) CreateBot(ctx context.Context, actor Actor, bot *types.Bot, tokenTTL time.Duration) (token string, exp time.Time, err error) {
@@ -170,6 +190,16 @@ type CertsResult struct {
 // token (the default), secret is the single-use token; with method kubernetes, it is
 // "<token name>\n<service account JWT>" (see checkKubernetesJoin).
 func (s *Server) JoinBot(ctx context.Context, addr, method, secret, hostname string, pub crypto.PublicKey, ttl time.Duration) (*CertsResult, error) {
+	return s.joinBot(ctx, addr, method, secret, hostname, pub, ttl, nil)
+}
+
+// JoinBotBoundKeypair joins with method bound_keypair: tokenName names the token
+// resource, and proof is the bound key's answer to a challenge (see boundkeypair.go).
+func (s *Server) JoinBotBoundKeypair(ctx context.Context, addr, tokenName, hostname string, pub crypto.PublicKey, ttl time.Duration, proof BoundKeypairProof) (*CertsResult, error) {
+	return s.joinBot(ctx, addr, types.JoinMethodBoundKeypair, tokenName, hostname, pub, ttl, &proof)
+}
+
+func (s *Server) joinBot(ctx context.Context, addr, method, secret, hostname string, pub crypto.PublicKey, ttl time.Duration, proof *BoundKeypairProof) (*CertsResult, error) {
 	actor := Actor{Addr: addr}
 	if !s.joinLimiter.Allow(sourceHost(addr)) {
 		s.emit(ctx, actor, audit.Event{Type: audit.BotJoinFailure, Message: "rate limited"})
@@ -218,6 +248,17 @@ func (s *Server) JoinBot(ctx context.Context, addr, method, secret, hostname str
 		fields["token"] = tok.GetName()
 		fields["claims"] = claims
 		fields["rule"] = cj.rule
+	case types.JoinMethodBoundKeypair:
+		if proof == nil {
+			return fail(errs.BadParameterf("join method bound_keypair answers a challenge: use tbot (onboarding.join_method: bound_keypair)"))
+		}
+		t, c, err := s.checkBoundKeypairJoin(ctx, strings.TrimSpace(secret), *proof)
+		if err != nil {
+			return fail(err)
+		}
+		tok, claims = t, c
+		fields["token"] = tok.GetName()
+		fields["claims"] = claims
 	default:
 		return fail(errs.BadParameterf("unknown join method %q (want token, kubernetes, github, gitlab, oidc or bound_keypair)", method))
 	}

@@ -162,11 +162,24 @@ func (g *handlers) CreateBot(ctx context.Context, req *pb.CreateBotRequest) (*pb
 	bot.Spec.Traits = fromPBTraits(req.GetTraits())
 	bot.Spec.MaxSessionTTL = types.Duration(time.Duration(req.GetMaxSessionTtlSeconds()) * time.Second)
 	ttl := time.Duration(req.GetTokenTtlSeconds()) * time.Second
+	user, role := types.BotResourceNames(req.GetName())
+	switch req.GetJoinMethod() {
+	case "", types.JoinMethodToken:
+	case types.JoinMethodBoundKeypair:
+		tok, secret, err := g.s.CreateBotBoundKeypair(ctx, a, bot, int(req.GetRejoins()), ttl)
+		if err != nil {
+			return nil, err
+		}
+		return &pb.CreateBotResponse{UserName: user, RoleName: role, JoinTokenName: tok.GetName(), RegistrationSecret: secret,
+			TokenTtlSeconds: int64(tok.Spec.BoundKeypair.RegisterBefore.Sub(g.s.Now()).Round(time.Second) / time.Second),
+			HostCaPin:       g.s.HostCAPin(), ProxyPublicAddr: g.s.ProxyPublicAddr()}, nil
+	default:
+		return nil, errs.BadParameterf("tctl bots add makes bots that join with method token or bound_keypair; for %s, add the bot and then its token (tctl tokens add or tctl create)", req.GetJoinMethod())
+	}
 	token, exp, err := g.s.CreateBot(ctx, a, bot, ttl)
 	if err != nil {
 		return nil, err
 	}
-	user, role := types.BotResourceNames(req.GetName())
 	return &pb.CreateBotResponse{UserName: user, RoleName: role, TokenId: token,
 		TokenTtlSeconds: int64(exp.Sub(g.s.Now()).Round(time.Second) / time.Second),
 		HostCaPin:       g.s.HostCAPin(), ProxyPublicAddr: g.s.ProxyPublicAddr()}, nil
@@ -188,8 +201,15 @@ func (g *handlers) ListBotInstances(ctx context.Context, req *pb.ListBotInstance
 	}
 	out := &pb.ListBotInstancesResponse{}
 	for _, b := range bis {
+		var claims []byte
+		if len(b.JoinClaims) > 0 {
+			if claims, err = json.Marshal(b.JoinClaims); err != nil {
+				return nil, err
+			}
+		}
 		out.Instances = append(out.Instances, &pb.BotInstance{BotName: b.BotName, InstanceId: b.ID, JoinMethod: b.JoinMethod, Hostname: b.Hostname,
-			JoinedUnix: b.Joined.Unix(), LastSeenUnix: b.LastSeen.Unix(), Generation: b.Generation, Locked: b.Locked})
+			JoinedUnix: b.Joined.Unix(), LastSeenUnix: b.LastSeen.Unix(), Generation: b.Generation, Locked: b.Locked,
+			JoinToken: b.JoinToken, JoinClaimsJson: string(claims)})
 	}
 	return out, nil
 }
@@ -257,11 +277,27 @@ func (g *handlers) JoinBot(ctx context.Context, req *pb.JoinBotRequest) (*pb.Cer
 	if err != nil {
 		return nil, err
 	}
-	res, err := g.s.JoinBot(ctx, a.Addr, req.GetJoinMethod(), req.GetToken(), req.GetHostname(), pub, time.Duration(req.GetTtlSeconds())*time.Second)
+	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
+	var res *auth.CertsResult
+	if req.GetJoinMethod() == types.JoinMethodBoundKeypair {
+		res, err = g.s.JoinBotBoundKeypair(ctx, a.Addr, req.GetToken(), req.GetHostname(), pub, ttl, auth.BoundKeypairProof{
+			PublicKeyDER: req.GetBoundPublicKeyDer(), Challenge: req.GetChallenge(), Signature: req.GetChallengeSignature(),
+			RegistrationSecret: req.GetRegistrationSecret()})
+	} else {
+		res, err = g.s.JoinBot(ctx, a.Addr, req.GetJoinMethod(), req.GetToken(), req.GetHostname(), pub, ttl)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return g.certs(res.CertPEM, res.InstanceID, res.Generation), nil
+}
+
+func (g *handlers) BoundKeypairChallenge(ctx context.Context, req *pb.BoundKeypairChallengeRequest) (*pb.BoundKeypairChallengeResponse, error) {
+	c, exp, err := g.s.BoundKeypairChallenge(ctx, actorOf(ctx).Addr, req.GetTokenName())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.BoundKeypairChallengeResponse{Challenge: c, ExpiresUnix: exp.Unix()}, nil
 }
 
 func (g *handlers) RenewBot(ctx context.Context, req *pb.RenewBotRequest) (*pb.Certs, error) {

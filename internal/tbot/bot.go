@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -58,6 +59,9 @@ type Options struct {
 	// KubernetesTokenPath is the pod's service account token for join method kubernetes
 	// (default DefaultKubernetesTokenPath; the CLI takes $KUBERNETES_TOKEN_PATH).
 	KubernetesTokenPath string
+	// HTTPClient fetches ID tokens from a CI platform (GitHub Actions' runner); the
+	// default trusts the system roots.
+	HTTPClient *http.Client
 	// Reload asks for a renewal now (SIGHUP).
 	Reload <-chan struct{}
 	// SystemRoots verifies the proxy on first contact when no ca_pins are set (default:

@@ -194,10 +194,6 @@ func (s *identityService) load(ctx context.Context) (*identityfile.Identity, err
 // token is sent.
 func (s *identityService) join(ctx context.Context) error {
 	cfg := s.b.cfg
-	token, err := s.joinSecret()
-	if err != nil {
-		return err
-	}
 	trust := newFirstContact(cfg, s.b.opts.SystemRoots)
 	clt, err := client.New(trust.clientConfig(cfg.Addr()))
 	if err != nil {
@@ -223,8 +219,17 @@ func (s *identityService) join(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	certs, err := clt.JoinBot(ctx, &pb.JoinBotRequest{Token: token, JoinMethod: cfg.Onboarding.JoinMethod, PublicKeyDer: pub,
-		Hostname: s.b.opts.Hostname, TtlSeconds: int64(cfg.CredentialTTL / time.Second)})
+	req := &pb.JoinBotRequest{JoinMethod: cfg.Onboarding.JoinMethod, PublicKeyDer: pub,
+		Hostname: s.b.opts.Hostname, TtlSeconds: int64(cfg.CredentialTTL / time.Second)}
+	if cfg.Onboarding.JoinMethod == config.JoinBoundKeypair {
+		err = s.boundKeypairProof(ctx, clt, ping.GetClusterName(), req)
+	} else {
+		req.Token, err = s.joinSecret(ctx, ping.GetClusterName())
+	}
+	if err != nil {
+		return err
+	}
+	certs, err := clt.JoinBot(ctx, req)
 	if err != nil {
 		return fmt.Errorf("joining %s: %w", cfg.Addr(), trust.explain(err))
 	}
@@ -248,25 +253,62 @@ func (s *identityService) join(ctx context.Context) error {
 // method kubernetes, the token resource's name (onboarding.token, as in Teleport) and
 // the pod's service account token read now from its file (the kubelet rotates it), as
 // "<name>\n<JWT>" — the request has one field for both, and a newline can be in neither.
-func (s *identityService) joinSecret() (string, error) {
+//
+// The CI methods (github, gitlab, oidc) send "<name>\n<ID token>" the same way, with the
+// ID token fetched from the platform now; clusterName is the audience GitHub's token
+// service is asked for unless onboarding.audience says otherwise.
+func (s *identityService) joinSecret(ctx context.Context, clusterName string) (string, error) {
 	ob := s.b.cfg.Onboarding
-	if ob.JoinMethod != config.JoinKubernetes {
+	if ob.JoinMethod == config.JoinToken {
 		return resolveToken(ob.Token)
 	}
 	name := strings.TrimSpace(ob.Token)
 	if name == "" {
-		return "", errs.BadParameterf("join method kubernetes: set onboarding.token (or --token, or $%s) to the name of the kubernetes join token (`tctl tokens add --type=bot --join-method=kubernetes --name=…`)", config.TokenEnv)
+		return "", errs.BadParameterf("join method %s: set onboarding.token (or --token, or $%s) to the name of the join token (`tctl get tokens`)", ob.JoinMethod, config.TokenEnv)
 	}
+	var (
+		idToken string
+		err     error
+	)
+	switch ob.JoinMethod {
+	case config.JoinGitHub:
+		aud := ob.Audience
+		if aud == "" {
+			aud = clusterName
+		}
+		idToken, err = githubIDToken(ctx, s.b.opts.HTTPClient, aud)
+	case config.JoinGitLab:
+		idToken, err = envIDToken(ob.GitLab.TokenEnvVarName, "declare it in the job's id_tokens: block with aud set to the cluster name")
+	case config.JoinOIDC:
+		if ob.OIDC.TokenFile != "" {
+			idToken, err = fileIDToken(ob.OIDC.TokenFile)
+		} else {
+			idToken, err = envIDToken(ob.OIDC.TokenEnvVarName, "the platform sets it in the job's environment")
+		}
+	case config.JoinKubernetes:
+		idToken, err = s.kubernetesToken()
+	default:
+		return "", errs.BadParameterf("join method %s is not supported here", ob.JoinMethod)
+	}
+	if err != nil {
+		return "", fmt.Errorf("join method %s: %w", ob.JoinMethod, err)
+	}
+	return name + "\n" + idToken, nil
+}
+
+// kubernetesToken reads the pod's projected service account token now (the kubelet
+// rotates it).
+func (s *identityService) kubernetesToken() (string, error) {
 	path := s.b.opts.KubernetesTokenPath
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", errs.BadParameterf("join method kubernetes: reading the pod's service account token: %v (mount a projected service account token there, or set $%s to its path)", err, KubernetesTokenPathEnv)
+		return "", errs.BadParameterf("reading the pod's service account token: %v (mount a projected service account token there, or set $%s to its path)", err, KubernetesTokenPathEnv)
 	}
 	jwt := strings.TrimSpace(string(data))
 	if jwt == "" || strings.ContainsAny(jwt, " \t\r\n") {
-		return "", errs.BadParameterf("join method kubernetes: %s does not hold a service account token", path)
+		return "", errs.BadParameterf("%s does not hold a service account token", path)
 	}
-	return name + "\n" + jwt, nil
+	return jwt, nil
 }
 
 // renew exchanges from (the current renewable identity) for the next generation.

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Token is a join token: it lets a bot or a Kubernetes Service join the cluster once (join
@@ -93,8 +94,10 @@ type OIDCRule struct {
 // the one-time registration secret; registration replaces that with the public key tbot
 // generated, and from then on a join proves possession of its private key.
 type BoundKeypairJoin struct {
-	// RegistrationSecretHash is the SHA-256 of the registration secret, until it is used.
-	RegistrationSecretHash string `yaml:"registration_secret_hash,omitempty" json:"registration_secret_hash,omitempty"`
+	// RegistrationSecretHash is the SHA-256 of the registration secret, until it is used;
+	// RegisterBefore is when the secret stops working.
+	RegistrationSecretHash string     `yaml:"registration_secret_hash,omitempty" json:"registration_secret_hash,omitempty"`
+	RegisterBefore         *time.Time `yaml:"register_before,omitempty" json:"register_before,omitempty"`
 	// PublicKey is the registered key, PEM (PKIX).
 	PublicKey string `yaml:"public_key,omitempty" json:"public_key,omitempty"`
 	// Rejoins is how many more times the key may join after its first join (each join
@@ -408,4 +411,12 @@ func (s *TokenSpec) checkKubernetes() error {
 		}
 	}
 	return nil
+}
+
+// BoundKeypairSignedText is what a bound_keypair bot's key signs to join: a fixed
+// prefix, the cluster name, the token name and the server's challenge, one per line, so
+// that a signature is good for one join of one token of one cluster. ECDSA keys sign
+// its SHA-256 digest, Ed25519 keys the text itself.
+func BoundKeypairSignedText(cluster, token, challenge string) []byte {
+	return []byte("keyport-bound-keypair-v1\n" + cluster + "\n" + token + "\n" + challenge)
 }

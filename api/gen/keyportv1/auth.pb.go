@@ -1058,6 +1058,8 @@ type CreateBotRequest struct {
 	Traits               map[string]*StringList `protobuf:"bytes,3,rep,name=traits,proto3" json:"traits,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	TokenTtlSeconds      int64                  `protobuf:"varint,4,opt,name=token_ttl_seconds,json=tokenTtlSeconds,proto3" json:"token_ttl_seconds,omitempty"`                  // 0: one hour
 	MaxSessionTtlSeconds int64                  `protobuf:"varint,5,opt,name=max_session_ttl_seconds,json=maxSessionTtlSeconds,proto3" json:"max_session_ttl_seconds,omitempty"` // 0: default
+	JoinMethod           string                 `protobuf:"bytes,6,opt,name=join_method,json=joinMethod,proto3" json:"join_method,omitempty"`                                    // token (default) | bound_keypair
+	Rejoins              int32                  `protobuf:"varint,7,opt,name=rejoins,proto3" json:"rejoins,omitempty"`                                                           // bound_keypair: the rejoin budget (0: default)
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -1127,6 +1129,20 @@ func (x *CreateBotRequest) GetMaxSessionTtlSeconds() int64 {
 	return 0
 }
 
+func (x *CreateBotRequest) GetJoinMethod() string {
+	if x != nil {
+		return x.JoinMethod
+	}
+	return ""
+}
+
+func (x *CreateBotRequest) GetRejoins() int32 {
+	if x != nil {
+		return x.Rejoins
+	}
+	return 0
+}
+
 type CreateBotResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	UserName        string                 `protobuf:"bytes,1,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
@@ -1135,8 +1151,11 @@ type CreateBotResponse struct {
 	TokenTtlSeconds int64                  `protobuf:"varint,4,opt,name=token_ttl_seconds,json=tokenTtlSeconds,proto3" json:"token_ttl_seconds,omitempty"`
 	HostCaPin       string                 `protobuf:"bytes,5,opt,name=host_ca_pin,json=hostCaPin,proto3" json:"host_ca_pin,omitempty"`
 	ProxyPublicAddr string                 `protobuf:"bytes,6,opt,name=proxy_public_addr,json=proxyPublicAddr,proto3" json:"proxy_public_addr,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// bound_keypair: the token resource's name and the one-time registration secret.
+	JoinTokenName      string `protobuf:"bytes,7,opt,name=join_token_name,json=joinTokenName,proto3" json:"join_token_name,omitempty"`
+	RegistrationSecret string `protobuf:"bytes,8,opt,name=registration_secret,json=registrationSecret,proto3" json:"registration_secret,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *CreateBotResponse) Reset() {
@@ -1207,6 +1226,20 @@ func (x *CreateBotResponse) GetHostCaPin() string {
 func (x *CreateBotResponse) GetProxyPublicAddr() string {
 	if x != nil {
 		return x.ProxyPublicAddr
+	}
+	return ""
+}
+
+func (x *CreateBotResponse) GetJoinTokenName() string {
+	if x != nil {
+		return x.JoinTokenName
+	}
+	return ""
+}
+
+func (x *CreateBotResponse) GetRegistrationSecret() string {
+	if x != nil {
+		return x.RegistrationSecret
 	}
 	return ""
 }
@@ -1324,17 +1357,19 @@ func (x *ListBotInstancesRequest) GetBotName() string {
 }
 
 type BotInstance struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BotName       string                 `protobuf:"bytes,1,opt,name=bot_name,json=botName,proto3" json:"bot_name,omitempty"`
-	InstanceId    string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	JoinMethod    string                 `protobuf:"bytes,3,opt,name=join_method,json=joinMethod,proto3" json:"join_method,omitempty"`
-	Hostname      string                 `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	JoinedUnix    int64                  `protobuf:"varint,5,opt,name=joined_unix,json=joinedUnix,proto3" json:"joined_unix,omitempty"`
-	LastSeenUnix  int64                  `protobuf:"varint,6,opt,name=last_seen_unix,json=lastSeenUnix,proto3" json:"last_seen_unix,omitempty"`
-	Generation    uint64                 `protobuf:"varint,7,opt,name=generation,proto3" json:"generation,omitempty"`
-	Locked        bool                   `protobuf:"varint,8,opt,name=locked,proto3" json:"locked,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	BotName        string                 `protobuf:"bytes,1,opt,name=bot_name,json=botName,proto3" json:"bot_name,omitempty"`
+	InstanceId     string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	JoinMethod     string                 `protobuf:"bytes,3,opt,name=join_method,json=joinMethod,proto3" json:"join_method,omitempty"`
+	Hostname       string                 `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	JoinedUnix     int64                  `protobuf:"varint,5,opt,name=joined_unix,json=joinedUnix,proto3" json:"joined_unix,omitempty"`
+	LastSeenUnix   int64                  `protobuf:"varint,6,opt,name=last_seen_unix,json=lastSeenUnix,proto3" json:"last_seen_unix,omitempty"`
+	Generation     uint64                 `protobuf:"varint,7,opt,name=generation,proto3" json:"generation,omitempty"`
+	Locked         bool                   `protobuf:"varint,8,opt,name=locked,proto3" json:"locked,omitempty"`
+	JoinToken      string                 `protobuf:"bytes,9,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`                   // the token resource of a secretless join
+	JoinClaimsJson string                 `protobuf:"bytes,10,opt,name=join_claims_json,json=joinClaimsJson,proto3" json:"join_claims_json,omitempty"` // what the join proved (verified claims), JSON
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BotInstance) Reset() {
@@ -1421,6 +1456,20 @@ func (x *BotInstance) GetLocked() bool {
 		return x.Locked
 	}
 	return false
+}
+
+func (x *BotInstance) GetJoinToken() string {
+	if x != nil {
+		return x.JoinToken
+	}
+	return ""
+}
+
+func (x *BotInstance) GetJoinClaimsJson() string {
+	if x != nil {
+		return x.JoinClaimsJson
+	}
+	return ""
 }
 
 type ListBotInstancesResponse struct {
@@ -1864,14 +1913,21 @@ func (x *Certs) GetGeneration() uint64 {
 }
 
 type JoinBotRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	JoinMethod    string                 `protobuf:"bytes,2,opt,name=join_method,json=joinMethod,proto3" json:"join_method,omitempty"` // token | kubernetes
-	PublicKeyDer  []byte                 `protobuf:"bytes,3,opt,name=public_key_der,json=publicKeyDer,proto3" json:"public_key_der,omitempty"`
-	Hostname      string                 `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	TtlSeconds    int64                  `protobuf:"varint,5,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Token        string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	JoinMethod   string                 `protobuf:"bytes,2,opt,name=join_method,json=joinMethod,proto3" json:"join_method,omitempty"` // token | kubernetes | github | gitlab | oidc | bound_keypair
+	PublicKeyDer []byte                 `protobuf:"bytes,3,opt,name=public_key_der,json=publicKeyDer,proto3" json:"public_key_der,omitempty"`
+	Hostname     string                 `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	TtlSeconds   int64                  `protobuf:"varint,5,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// bound_keypair: token is the token resource's name; the bound key (PKIX DER), the
+	// challenge BoundKeypairChallenge returned and the key's signature over it; the
+	// registration secret on the first join only.
+	BoundPublicKeyDer  []byte `protobuf:"bytes,6,opt,name=bound_public_key_der,json=boundPublicKeyDer,proto3" json:"bound_public_key_der,omitempty"`
+	Challenge          string `protobuf:"bytes,7,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	ChallengeSignature []byte `protobuf:"bytes,8,opt,name=challenge_signature,json=challengeSignature,proto3" json:"challenge_signature,omitempty"`
+	RegistrationSecret string `protobuf:"bytes,9,opt,name=registration_secret,json=registrationSecret,proto3" json:"registration_secret,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *JoinBotRequest) Reset() {
@@ -1939,6 +1995,130 @@ func (x *JoinBotRequest) GetTtlSeconds() int64 {
 	return 0
 }
 
+func (x *JoinBotRequest) GetBoundPublicKeyDer() []byte {
+	if x != nil {
+		return x.BoundPublicKeyDer
+	}
+	return nil
+}
+
+func (x *JoinBotRequest) GetChallenge() string {
+	if x != nil {
+		return x.Challenge
+	}
+	return ""
+}
+
+func (x *JoinBotRequest) GetChallengeSignature() []byte {
+	if x != nil {
+		return x.ChallengeSignature
+	}
+	return nil
+}
+
+func (x *JoinBotRequest) GetRegistrationSecret() string {
+	if x != nil {
+		return x.RegistrationSecret
+	}
+	return ""
+}
+
+type BoundKeypairChallengeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TokenName     string                 `protobuf:"bytes,1,opt,name=token_name,json=tokenName,proto3" json:"token_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BoundKeypairChallengeRequest) Reset() {
+	*x = BoundKeypairChallengeRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BoundKeypairChallengeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BoundKeypairChallengeRequest) ProtoMessage() {}
+
+func (x *BoundKeypairChallengeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BoundKeypairChallengeRequest.ProtoReflect.Descriptor instead.
+func (*BoundKeypairChallengeRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *BoundKeypairChallengeRequest) GetTokenName() string {
+	if x != nil {
+		return x.TokenName
+	}
+	return ""
+}
+
+type BoundKeypairChallengeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Challenge     string                 `protobuf:"bytes,1,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	ExpiresUnix   int64                  `protobuf:"varint,2,opt,name=expires_unix,json=expiresUnix,proto3" json:"expires_unix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BoundKeypairChallengeResponse) Reset() {
+	*x = BoundKeypairChallengeResponse{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BoundKeypairChallengeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BoundKeypairChallengeResponse) ProtoMessage() {}
+
+func (x *BoundKeypairChallengeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BoundKeypairChallengeResponse.ProtoReflect.Descriptor instead.
+func (*BoundKeypairChallengeResponse) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *BoundKeypairChallengeResponse) GetChallenge() string {
+	if x != nil {
+		return x.Challenge
+	}
+	return ""
+}
+
+func (x *BoundKeypairChallengeResponse) GetExpiresUnix() int64 {
+	if x != nil {
+		return x.ExpiresUnix
+	}
+	return 0
+}
+
 type RenewBotRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PublicKeyDer  []byte                 `protobuf:"bytes,1,opt,name=public_key_der,json=publicKeyDer,proto3" json:"public_key_der,omitempty"`
@@ -1949,7 +2129,7 @@ type RenewBotRequest struct {
 
 func (x *RenewBotRequest) Reset() {
 	*x = RenewBotRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[31]
+	mi := &file_keyport_v1_auth_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2141,7 @@ func (x *RenewBotRequest) String() string {
 func (*RenewBotRequest) ProtoMessage() {}
 
 func (x *RenewBotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[31]
+	mi := &file_keyport_v1_auth_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2154,7 @@ func (x *RenewBotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewBotRequest.ProtoReflect.Descriptor instead.
 func (*RenewBotRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{31}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RenewBotRequest) GetPublicKeyDer() []byte {
@@ -2002,7 +2182,7 @@ type GenerateBotCertsRequest struct {
 
 func (x *GenerateBotCertsRequest) Reset() {
 	*x = GenerateBotCertsRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[32]
+	mi := &file_keyport_v1_auth_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2194,7 @@ func (x *GenerateBotCertsRequest) String() string {
 func (*GenerateBotCertsRequest) ProtoMessage() {}
 
 func (x *GenerateBotCertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[32]
+	mi := &file_keyport_v1_auth_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2207,7 @@ func (x *GenerateBotCertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateBotCertsRequest.ProtoReflect.Descriptor instead.
 func (*GenerateBotCertsRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{32}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GenerateBotCertsRequest) GetPublicKeyDer() []byte {
@@ -2062,7 +2242,7 @@ type KubeCluster struct {
 
 func (x *KubeCluster) Reset() {
 	*x = KubeCluster{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[33]
+	mi := &file_keyport_v1_auth_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2254,7 @@ func (x *KubeCluster) String() string {
 func (*KubeCluster) ProtoMessage() {}
 
 func (x *KubeCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[33]
+	mi := &file_keyport_v1_auth_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2267,7 @@ func (x *KubeCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KubeCluster.ProtoReflect.Descriptor instead.
 func (*KubeCluster) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{33}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *KubeCluster) GetName() string {
@@ -2121,7 +2301,7 @@ type HeartbeatKubeClustersRequest struct {
 
 func (x *HeartbeatKubeClustersRequest) Reset() {
 	*x = HeartbeatKubeClustersRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[34]
+	mi := &file_keyport_v1_auth_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2313,7 @@ func (x *HeartbeatKubeClustersRequest) String() string {
 func (*HeartbeatKubeClustersRequest) ProtoMessage() {}
 
 func (x *HeartbeatKubeClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[34]
+	mi := &file_keyport_v1_auth_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2326,7 @@ func (x *HeartbeatKubeClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatKubeClustersRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatKubeClustersRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{34}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HeartbeatKubeClustersRequest) GetClusters() []*KubeCluster {
@@ -2171,7 +2351,7 @@ type HeartbeatKubeClustersResponse struct {
 
 func (x *HeartbeatKubeClustersResponse) Reset() {
 	*x = HeartbeatKubeClustersResponse{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[35]
+	mi := &file_keyport_v1_auth_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2363,7 @@ func (x *HeartbeatKubeClustersResponse) String() string {
 func (*HeartbeatKubeClustersResponse) ProtoMessage() {}
 
 func (x *HeartbeatKubeClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[35]
+	mi := &file_keyport_v1_auth_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2376,7 @@ func (x *HeartbeatKubeClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatKubeClustersResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatKubeClustersResponse) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{35}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{37}
 }
 
 type ListKubeClustersRequest struct {
@@ -2207,7 +2387,7 @@ type ListKubeClustersRequest struct {
 
 func (x *ListKubeClustersRequest) Reset() {
 	*x = ListKubeClustersRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[36]
+	mi := &file_keyport_v1_auth_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2399,7 @@ func (x *ListKubeClustersRequest) String() string {
 func (*ListKubeClustersRequest) ProtoMessage() {}
 
 func (x *ListKubeClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[36]
+	mi := &file_keyport_v1_auth_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2412,7 @@ func (x *ListKubeClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKubeClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListKubeClustersRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{36}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{38}
 }
 
 type ListKubeClustersResponse struct {
@@ -2245,7 +2425,7 @@ type ListKubeClustersResponse struct {
 
 func (x *ListKubeClustersResponse) Reset() {
 	*x = ListKubeClustersResponse{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[37]
+	mi := &file_keyport_v1_auth_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2257,7 +2437,7 @@ func (x *ListKubeClustersResponse) String() string {
 func (*ListKubeClustersResponse) ProtoMessage() {}
 
 func (x *ListKubeClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[37]
+	mi := &file_keyport_v1_auth_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2270,7 +2450,7 @@ func (x *ListKubeClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKubeClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListKubeClustersResponse) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{37}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListKubeClustersResponse) GetClusters() []*KubeCluster {
@@ -2299,7 +2479,7 @@ type SearchAuditRequest struct {
 
 func (x *SearchAuditRequest) Reset() {
 	*x = SearchAuditRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[38]
+	mi := &file_keyport_v1_auth_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2491,7 @@ func (x *SearchAuditRequest) String() string {
 func (*SearchAuditRequest) ProtoMessage() {}
 
 func (x *SearchAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[38]
+	mi := &file_keyport_v1_auth_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2504,7 @@ func (x *SearchAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchAuditRequest.ProtoReflect.Descriptor instead.
 func (*SearchAuditRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{38}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SearchAuditRequest) GetSinceUnix() int64 {
@@ -2364,7 +2544,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[39]
+	mi := &file_keyport_v1_auth_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2556,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[39]
+	mi := &file_keyport_v1_auth_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2569,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{39}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AuditEvent) GetJson() []byte {
@@ -2408,7 +2588,7 @@ type SearchAuditResponse struct {
 
 func (x *SearchAuditResponse) Reset() {
 	*x = SearchAuditResponse{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[40]
+	mi := &file_keyport_v1_auth_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2600,7 @@ func (x *SearchAuditResponse) String() string {
 func (*SearchAuditResponse) ProtoMessage() {}
 
 func (x *SearchAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[40]
+	mi := &file_keyport_v1_auth_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2613,7 @@ func (x *SearchAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchAuditResponse.ProtoReflect.Descriptor instead.
 func (*SearchAuditResponse) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{40}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SearchAuditResponse) GetEvents() []*AuditEvent {
@@ -2458,7 +2638,7 @@ type KubeCanIRequest struct {
 
 func (x *KubeCanIRequest) Reset() {
 	*x = KubeCanIRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[41]
+	mi := &file_keyport_v1_auth_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2650,7 @@ func (x *KubeCanIRequest) String() string {
 func (*KubeCanIRequest) ProtoMessage() {}
 
 func (x *KubeCanIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[41]
+	mi := &file_keyport_v1_auth_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2663,7 @@ func (x *KubeCanIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KubeCanIRequest.ProtoReflect.Descriptor instead.
 func (*KubeCanIRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{41}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *KubeCanIRequest) GetUser() string {
@@ -2549,7 +2729,7 @@ type KubeCanIResponse struct {
 
 func (x *KubeCanIResponse) Reset() {
 	*x = KubeCanIResponse{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[42]
+	mi := &file_keyport_v1_auth_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2561,7 +2741,7 @@ func (x *KubeCanIResponse) String() string {
 func (*KubeCanIResponse) ProtoMessage() {}
 
 func (x *KubeCanIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[42]
+	mi := &file_keyport_v1_auth_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2574,7 +2754,7 @@ func (x *KubeCanIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KubeCanIResponse.ProtoReflect.Descriptor instead.
 func (*KubeCanIResponse) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{42}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *KubeCanIResponse) GetAllowed() bool {
@@ -2625,7 +2805,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[43]
+	mi := &file_keyport_v1_auth_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2817,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[43]
+	mi := &file_keyport_v1_auth_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2830,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{43}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LoginRequest) GetUser() string {
@@ -2701,7 +2881,7 @@ type JoinHostRequest struct {
 
 func (x *JoinHostRequest) Reset() {
 	*x = JoinHostRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[44]
+	mi := &file_keyport_v1_auth_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +2893,7 @@ func (x *JoinHostRequest) String() string {
 func (*JoinHostRequest) ProtoMessage() {}
 
 func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[44]
+	mi := &file_keyport_v1_auth_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +2906,7 @@ func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinHostRequest.ProtoReflect.Descriptor instead.
 func (*JoinHostRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{44}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *JoinHostRequest) GetToken() string {
@@ -2839,30 +3019,35 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\finvite_token\x18\x01 \x01(\tR\vinviteToken\x12\x1d\n" +
 	"\n" +
 	"invite_url\x18\x02 \x01(\tR\tinviteUrl\x12!\n" +
-	"\fexpires_unix\x18\x03 \x01(\x03R\vexpiresUnix\"\xb4\x02\n" +
+	"\fexpires_unix\x18\x03 \x01(\x03R\vexpiresUnix\"\xef\x02\n" +
 	"\x10CreateBotRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12@\n" +
 	"\x06traits\x18\x03 \x03(\v2(.keyport.v1.CreateBotRequest.TraitsEntryR\x06traits\x12*\n" +
 	"\x11token_ttl_seconds\x18\x04 \x01(\x03R\x0ftokenTtlSeconds\x125\n" +
-	"\x17max_session_ttl_seconds\x18\x05 \x01(\x03R\x14maxSessionTtlSeconds\x1aQ\n" +
+	"\x17max_session_ttl_seconds\x18\x05 \x01(\x03R\x14maxSessionTtlSeconds\x12\x1f\n" +
+	"\vjoin_method\x18\x06 \x01(\tR\n" +
+	"joinMethod\x12\x18\n" +
+	"\arejoins\x18\a \x01(\x05R\arejoins\x1aQ\n" +
 	"\vTraitsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.keyport.v1.StringListR\x05value:\x028\x01\"\xe0\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.keyport.v1.StringListR\x05value:\x028\x01\"\xb9\x02\n" +
 	"\x11CreateBotResponse\x12\x1b\n" +
 	"\tuser_name\x18\x01 \x01(\tR\buserName\x12\x1b\n" +
 	"\trole_name\x18\x02 \x01(\tR\broleName\x12\x19\n" +
 	"\btoken_id\x18\x03 \x01(\tR\atokenId\x12*\n" +
 	"\x11token_ttl_seconds\x18\x04 \x01(\x03R\x0ftokenTtlSeconds\x12\x1e\n" +
 	"\vhost_ca_pin\x18\x05 \x01(\tR\thostCaPin\x12*\n" +
-	"\x11proxy_public_addr\x18\x06 \x01(\tR\x0fproxyPublicAddr\"r\n" +
+	"\x11proxy_public_addr\x18\x06 \x01(\tR\x0fproxyPublicAddr\x12&\n" +
+	"\x0fjoin_token_name\x18\a \x01(\tR\rjoinTokenName\x12/\n" +
+	"\x13registration_secret\x18\b \x01(\tR\x12registrationSecret\"r\n" +
 	"\x10UpdateBotRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tadd_roles\x18\x02 \x03(\tR\baddRoles\x12\x1b\n" +
 	"\tset_roles\x18\x03 \x03(\tR\bsetRoles\x12\x10\n" +
 	"\x03set\x18\x04 \x01(\bR\x03set\"4\n" +
 	"\x17ListBotInstancesRequest\x12\x19\n" +
-	"\bbot_name\x18\x01 \x01(\tR\abotName\"\x85\x02\n" +
+	"\bbot_name\x18\x01 \x01(\tR\abotName\"\xce\x02\n" +
 	"\vBotInstance\x12\x19\n" +
 	"\bbot_name\x18\x01 \x01(\tR\abotName\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
@@ -2876,7 +3061,11 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\a \x01(\x04R\n" +
 	"generation\x12\x16\n" +
-	"\x06locked\x18\b \x01(\bR\x06locked\"Q\n" +
+	"\x06locked\x18\b \x01(\bR\x06locked\x12\x1d\n" +
+	"\n" +
+	"join_token\x18\t \x01(\tR\tjoinToken\x12(\n" +
+	"\x10join_claims_json\x18\n" +
+	" \x01(\tR\x0ejoinClaimsJson\"Q\n" +
 	"\x18ListBotInstancesResponse\x125\n" +
 	"\tinstances\x18\x01 \x03(\v2\x17.keyport.v1.BotInstanceR\tinstances\"\xcf\x01\n" +
 	"\x12CreateTokenRequest\x12\x12\n" +
@@ -2919,7 +3108,7 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\x0fbot_instance_id\x18\x05 \x01(\tR\rbotInstanceId\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x06 \x01(\x04R\n" +
-	"generation\"\xaa\x01\n" +
+	"generation\"\xdb\x02\n" +
 	"\x0eJoinBotRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1f\n" +
 	"\vjoin_method\x18\x02 \x01(\tR\n" +
@@ -2927,7 +3116,17 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\x0epublic_key_der\x18\x03 \x01(\fR\fpublicKeyDer\x12\x1a\n" +
 	"\bhostname\x18\x04 \x01(\tR\bhostname\x12\x1f\n" +
 	"\vttl_seconds\x18\x05 \x01(\x03R\n" +
-	"ttlSeconds\"X\n" +
+	"ttlSeconds\x12/\n" +
+	"\x14bound_public_key_der\x18\x06 \x01(\fR\x11boundPublicKeyDer\x12\x1c\n" +
+	"\tchallenge\x18\a \x01(\tR\tchallenge\x12/\n" +
+	"\x13challenge_signature\x18\b \x01(\fR\x12challengeSignature\x12/\n" +
+	"\x13registration_secret\x18\t \x01(\tR\x12registrationSecret\"=\n" +
+	"\x1cBoundKeypairChallengeRequest\x12\x1d\n" +
+	"\n" +
+	"token_name\x18\x01 \x01(\tR\ttokenName\"`\n" +
+	"\x1dBoundKeypairChallengeResponse\x12\x1c\n" +
+	"\tchallenge\x18\x01 \x01(\tR\tchallenge\x12!\n" +
+	"\fexpires_unix\x18\x02 \x01(\x03R\vexpiresUnix\"X\n" +
 	"\x0fRenewBotRequest\x12$\n" +
 	"\x0epublic_key_der\x18\x01 \x01(\fR\fpublicKeyDer\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
@@ -2993,7 +3192,7 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"joinMethod\x12$\n" +
 	"\x0epublic_key_der\x18\x03 \x01(\fR\fpublicKeyDer\x12\x1a\n" +
 	"\bhostname\x18\x04 \x01(\tR\bhostname\x12\x12\n" +
-	"\x04role\x18\x05 \x01(\tR\x04role2\x95\x0e\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role2\x83\x0f\n" +
 	"\vAuthService\x129\n" +
 	"\x04Ping\x12\x17.keyport.v1.PingRequest\x1a\x18.keyport.v1.PingResponse\x12T\n" +
 	"\rGetClusterCAs\x12 .keyport.v1.GetClusterCAsRequest\x1a!.keyport.v1.GetClusterCAsResponse\x12?\n" +
@@ -3012,7 +3211,8 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"CreateLock\x12\x1d.keyport.v1.CreateLockRequest\x1a\x14.keyport.v1.Resource\x12:\n" +
 	"\bSignUser\x12\x1b.keyport.v1.SignUserRequest\x1a\x11.keyport.v1.Certs\x128\n" +
-	"\aJoinBot\x12\x1a.keyport.v1.JoinBotRequest\x1a\x11.keyport.v1.Certs\x12:\n" +
+	"\aJoinBot\x12\x1a.keyport.v1.JoinBotRequest\x1a\x11.keyport.v1.Certs\x12l\n" +
+	"\x15BoundKeypairChallenge\x12(.keyport.v1.BoundKeypairChallengeRequest\x1a).keyport.v1.BoundKeypairChallengeResponse\x12:\n" +
 	"\bRenewBot\x12\x1b.keyport.v1.RenewBotRequest\x1a\x11.keyport.v1.Certs\x12J\n" +
 	"\x10GenerateBotCerts\x12#.keyport.v1.GenerateBotCertsRequest\x1a\x11.keyport.v1.Certs\x124\n" +
 	"\x05Login\x12\x18.keyport.v1.LoginRequest\x1a\x11.keyport.v1.Certs\x12:\n" +
@@ -3034,7 +3234,7 @@ func file_keyport_v1_auth_proto_rawDescGZIP() []byte {
 	return file_keyport_v1_auth_proto_rawDescData
 }
 
-var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_keyport_v1_auth_proto_goTypes = []any{
 	(*PingRequest)(nil),                   // 0: keyport.v1.PingRequest
 	(*PingResponse)(nil),                  // 1: keyport.v1.PingResponse
@@ -3067,38 +3267,40 @@ var file_keyport_v1_auth_proto_goTypes = []any{
 	(*SignUserRequest)(nil),               // 28: keyport.v1.SignUserRequest
 	(*Certs)(nil),                         // 29: keyport.v1.Certs
 	(*JoinBotRequest)(nil),                // 30: keyport.v1.JoinBotRequest
-	(*RenewBotRequest)(nil),               // 31: keyport.v1.RenewBotRequest
-	(*GenerateBotCertsRequest)(nil),       // 32: keyport.v1.GenerateBotCertsRequest
-	(*KubeCluster)(nil),                   // 33: keyport.v1.KubeCluster
-	(*HeartbeatKubeClustersRequest)(nil),  // 34: keyport.v1.HeartbeatKubeClustersRequest
-	(*HeartbeatKubeClustersResponse)(nil), // 35: keyport.v1.HeartbeatKubeClustersResponse
-	(*ListKubeClustersRequest)(nil),       // 36: keyport.v1.ListKubeClustersRequest
-	(*ListKubeClustersResponse)(nil),      // 37: keyport.v1.ListKubeClustersResponse
-	(*SearchAuditRequest)(nil),            // 38: keyport.v1.SearchAuditRequest
-	(*AuditEvent)(nil),                    // 39: keyport.v1.AuditEvent
-	(*SearchAuditResponse)(nil),           // 40: keyport.v1.SearchAuditResponse
-	(*KubeCanIRequest)(nil),               // 41: keyport.v1.KubeCanIRequest
-	(*KubeCanIResponse)(nil),              // 42: keyport.v1.KubeCanIResponse
-	(*LoginRequest)(nil),                  // 43: keyport.v1.LoginRequest
-	(*JoinHostRequest)(nil),               // 44: keyport.v1.JoinHostRequest
-	nil,                                   // 45: keyport.v1.WhoAmIResponse.TraitsEntry
-	nil,                                   // 46: keyport.v1.CreateUserRequest.TraitsEntry
-	nil,                                   // 47: keyport.v1.CreateBotRequest.TraitsEntry
-	nil,                                   // 48: keyport.v1.KubeCluster.LabelsEntry
+	(*BoundKeypairChallengeRequest)(nil),  // 31: keyport.v1.BoundKeypairChallengeRequest
+	(*BoundKeypairChallengeResponse)(nil), // 32: keyport.v1.BoundKeypairChallengeResponse
+	(*RenewBotRequest)(nil),               // 33: keyport.v1.RenewBotRequest
+	(*GenerateBotCertsRequest)(nil),       // 34: keyport.v1.GenerateBotCertsRequest
+	(*KubeCluster)(nil),                   // 35: keyport.v1.KubeCluster
+	(*HeartbeatKubeClustersRequest)(nil),  // 36: keyport.v1.HeartbeatKubeClustersRequest
+	(*HeartbeatKubeClustersResponse)(nil), // 37: keyport.v1.HeartbeatKubeClustersResponse
+	(*ListKubeClustersRequest)(nil),       // 38: keyport.v1.ListKubeClustersRequest
+	(*ListKubeClustersResponse)(nil),      // 39: keyport.v1.ListKubeClustersResponse
+	(*SearchAuditRequest)(nil),            // 40: keyport.v1.SearchAuditRequest
+	(*AuditEvent)(nil),                    // 41: keyport.v1.AuditEvent
+	(*SearchAuditResponse)(nil),           // 42: keyport.v1.SearchAuditResponse
+	(*KubeCanIRequest)(nil),               // 43: keyport.v1.KubeCanIRequest
+	(*KubeCanIResponse)(nil),              // 44: keyport.v1.KubeCanIResponse
+	(*LoginRequest)(nil),                  // 45: keyport.v1.LoginRequest
+	(*JoinHostRequest)(nil),               // 46: keyport.v1.JoinHostRequest
+	nil,                                   // 47: keyport.v1.WhoAmIResponse.TraitsEntry
+	nil,                                   // 48: keyport.v1.CreateUserRequest.TraitsEntry
+	nil,                                   // 49: keyport.v1.CreateBotRequest.TraitsEntry
+	nil,                                   // 50: keyport.v1.KubeCluster.LabelsEntry
 }
 var file_keyport_v1_auth_proto_depIdxs = []int32{
 	2,  // 0: keyport.v1.GetClusterCAsResponse.cas:type_name -> keyport.v1.CA
-	45, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
+	47, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
 	8,  // 2: keyport.v1.CreateResourceRequest.resource:type_name -> keyport.v1.Resource
 	8,  // 3: keyport.v1.CreateResourceResponse.resource:type_name -> keyport.v1.Resource
 	8,  // 4: keyport.v1.ListResourcesResponse.resources:type_name -> keyport.v1.Resource
-	46, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
-	47, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
+	48, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
+	49, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
 	23, // 7: keyport.v1.ListBotInstancesResponse.instances:type_name -> keyport.v1.BotInstance
-	48, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
-	33, // 9: keyport.v1.HeartbeatKubeClustersRequest.clusters:type_name -> keyport.v1.KubeCluster
-	33, // 10: keyport.v1.ListKubeClustersResponse.clusters:type_name -> keyport.v1.KubeCluster
-	39, // 11: keyport.v1.SearchAuditResponse.events:type_name -> keyport.v1.AuditEvent
+	50, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
+	35, // 9: keyport.v1.HeartbeatKubeClustersRequest.clusters:type_name -> keyport.v1.KubeCluster
+	35, // 10: keyport.v1.ListKubeClustersResponse.clusters:type_name -> keyport.v1.KubeCluster
+	41, // 11: keyport.v1.SearchAuditResponse.events:type_name -> keyport.v1.AuditEvent
 	7,  // 12: keyport.v1.WhoAmIResponse.TraitsEntry.value:type_name -> keyport.v1.StringList
 	7,  // 13: keyport.v1.CreateUserRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
 	7,  // 14: keyport.v1.CreateBotRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
@@ -3118,40 +3320,42 @@ var file_keyport_v1_auth_proto_depIdxs = []int32{
 	27, // 28: keyport.v1.AuthService.CreateLock:input_type -> keyport.v1.CreateLockRequest
 	28, // 29: keyport.v1.AuthService.SignUser:input_type -> keyport.v1.SignUserRequest
 	30, // 30: keyport.v1.AuthService.JoinBot:input_type -> keyport.v1.JoinBotRequest
-	31, // 31: keyport.v1.AuthService.RenewBot:input_type -> keyport.v1.RenewBotRequest
-	32, // 32: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
-	43, // 33: keyport.v1.AuthService.Login:input_type -> keyport.v1.LoginRequest
-	44, // 34: keyport.v1.AuthService.JoinHost:input_type -> keyport.v1.JoinHostRequest
-	34, // 35: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
-	36, // 36: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
-	41, // 37: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
-	38, // 38: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
-	1,  // 39: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
-	4,  // 40: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
-	6,  // 41: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
-	10, // 42: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
-	8,  // 43: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
-	13, // 44: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
-	15, // 45: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
-	18, // 46: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
-	18, // 47: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
-	20, // 48: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
-	8,  // 49: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
-	24, // 50: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
-	26, // 51: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
-	8,  // 52: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
-	29, // 53: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
-	29, // 54: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
-	29, // 55: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
-	29, // 56: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
-	29, // 57: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
-	29, // 58: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
-	35, // 59: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
-	37, // 60: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
-	42, // 61: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
-	40, // 62: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
-	39, // [39:63] is the sub-list for method output_type
-	15, // [15:39] is the sub-list for method input_type
+	31, // 31: keyport.v1.AuthService.BoundKeypairChallenge:input_type -> keyport.v1.BoundKeypairChallengeRequest
+	33, // 32: keyport.v1.AuthService.RenewBot:input_type -> keyport.v1.RenewBotRequest
+	34, // 33: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
+	45, // 34: keyport.v1.AuthService.Login:input_type -> keyport.v1.LoginRequest
+	46, // 35: keyport.v1.AuthService.JoinHost:input_type -> keyport.v1.JoinHostRequest
+	36, // 36: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
+	38, // 37: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
+	43, // 38: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
+	40, // 39: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
+	1,  // 40: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
+	4,  // 41: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
+	6,  // 42: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
+	10, // 43: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
+	8,  // 44: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
+	13, // 45: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
+	15, // 46: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
+	18, // 47: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
+	18, // 48: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
+	20, // 49: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
+	8,  // 50: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
+	24, // 51: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
+	26, // 52: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
+	8,  // 53: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
+	29, // 54: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
+	29, // 55: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
+	32, // 56: keyport.v1.AuthService.BoundKeypairChallenge:output_type -> keyport.v1.BoundKeypairChallengeResponse
+	29, // 57: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
+	29, // 58: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
+	29, // 59: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
+	29, // 60: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
+	37, // 61: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
+	39, // 62: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
+	44, // 63: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
+	42, // 64: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
+	40, // [40:65] is the sub-list for method output_type
+	15, // [15:40] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -3168,7 +3372,7 @@ func file_keyport_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyport_v1_auth_proto_rawDesc), len(file_keyport_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

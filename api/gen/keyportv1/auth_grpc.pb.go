@@ -43,6 +43,7 @@ const (
 	AuthService_CreateLock_FullMethodName            = "/keyport.v1.AuthService/CreateLock"
 	AuthService_SignUser_FullMethodName              = "/keyport.v1.AuthService/SignUser"
 	AuthService_JoinBot_FullMethodName               = "/keyport.v1.AuthService/JoinBot"
+	AuthService_BoundKeypairChallenge_FullMethodName = "/keyport.v1.AuthService/BoundKeypairChallenge"
 	AuthService_RenewBot_FullMethodName              = "/keyport.v1.AuthService/RenewBot"
 	AuthService_GenerateBotCerts_FullMethodName      = "/keyport.v1.AuthService/GenerateBotCerts"
 	AuthService_Login_FullMethodName                 = "/keyport.v1.AuthService/Login"
@@ -83,6 +84,9 @@ type AuthServiceClient interface {
 	SignUser(ctx context.Context, in *SignUserRequest, opts ...grpc.CallOption) (*Certs, error)
 	// JoinBot is unauthenticated: the join token is the credential. Rate-limited per source.
 	JoinBot(ctx context.Context, in *JoinBotRequest, opts ...grpc.CallOption) (*Certs, error)
+	// BoundKeypairChallenge is unauthenticated: it returns a fresh single-use challenge
+	// for a bound_keypair token, which the bot signs with its bound key in JoinBot.
+	BoundKeypairChallenge(ctx context.Context, in *BoundKeypairChallengeRequest, opts ...grpc.CallOption) (*BoundKeypairChallengeResponse, error)
 	// RenewBot must be called with the bot's renewable identity.
 	RenewBot(ctx context.Context, in *RenewBotRequest, opts ...grpc.CallOption) (*Certs, error)
 	// GenerateBotCerts issues short-lived, non-renewable certificates for a bot's outputs,
@@ -274,6 +278,16 @@ func (c *authServiceClient) JoinBot(ctx context.Context, in *JoinBotRequest, opt
 	return out, nil
 }
 
+func (c *authServiceClient) BoundKeypairChallenge(ctx context.Context, in *BoundKeypairChallengeRequest, opts ...grpc.CallOption) (*BoundKeypairChallengeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BoundKeypairChallengeResponse)
+	err := c.cc.Invoke(ctx, AuthService_BoundKeypairChallenge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *authServiceClient) RenewBot(ctx context.Context, in *RenewBotRequest, opts ...grpc.CallOption) (*Certs, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Certs)
@@ -384,6 +398,9 @@ type AuthServiceServer interface {
 	SignUser(context.Context, *SignUserRequest) (*Certs, error)
 	// JoinBot is unauthenticated: the join token is the credential. Rate-limited per source.
 	JoinBot(context.Context, *JoinBotRequest) (*Certs, error)
+	// BoundKeypairChallenge is unauthenticated: it returns a fresh single-use challenge
+	// for a bound_keypair token, which the bot signs with its bound key in JoinBot.
+	BoundKeypairChallenge(context.Context, *BoundKeypairChallengeRequest) (*BoundKeypairChallengeResponse, error)
 	// RenewBot must be called with the bot's renewable identity.
 	RenewBot(context.Context, *RenewBotRequest) (*Certs, error)
 	// GenerateBotCerts issues short-lived, non-renewable certificates for a bot's outputs,
@@ -462,6 +479,9 @@ func (UnimplementedAuthServiceServer) SignUser(context.Context, *SignUserRequest
 }
 func (UnimplementedAuthServiceServer) JoinBot(context.Context, *JoinBotRequest) (*Certs, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method JoinBot not implemented")
+}
+func (UnimplementedAuthServiceServer) BoundKeypairChallenge(context.Context, *BoundKeypairChallengeRequest) (*BoundKeypairChallengeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BoundKeypairChallenge not implemented")
 }
 func (UnimplementedAuthServiceServer) RenewBot(context.Context, *RenewBotRequest) (*Certs, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RenewBot not implemented")
@@ -796,6 +816,24 @@ func _AuthService_JoinBot_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_BoundKeypairChallenge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BoundKeypairChallengeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).BoundKeypairChallenge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_BoundKeypairChallenge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).BoundKeypairChallenge(ctx, req.(*BoundKeypairChallengeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AuthService_RenewBot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RenewBotRequest)
 	if err := dec(in); err != nil {
@@ -1010,6 +1048,10 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "JoinBot",
 			Handler:    _AuthService_JoinBot_Handler,
+		},
+		{
+			MethodName: "BoundKeypairChallenge",
+			Handler:    _AuthService_BoundKeypairChallenge_Handler,
 		},
 		{
 			MethodName: "RenewBot",

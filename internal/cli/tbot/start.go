@@ -25,6 +25,10 @@ import (
 type botFlags struct {
 	proxyServer, authServer string
 	joinMethod, token       string
+	gitlabTokenEnv          string
+	oidcTokenFile           string
+	oidcTokenEnv            string
+	registrationSecret      string
 	caPins                  []string
 	insecure                bool
 	storage                 string
@@ -45,8 +49,12 @@ type botFlags struct {
 func (f *botFlags) register(fs *pflag.FlagSet, outputType string) {
 	fs.StringVar(&f.proxyServer, "proxy-server", "", "address of the Keyport proxy (host:port)")
 	fs.StringVar(&f.authServer, "auth-server", "", "address of the auth server, when not joining through the proxy")
-	fs.StringVar(&f.joinMethod, "join-method", config.JoinToken, "join method: token or kubernetes")
-	fs.StringVar(&f.token, "token", "", "join token, or a file holding it (default $"+config.TokenEnv+"); with --join-method=kubernetes, the token's name")
+	fs.StringVar(&f.joinMethod, "join-method", config.JoinToken, "join method: token, kubernetes, github, gitlab, oidc or bound_keypair")
+	fs.StringVar(&f.token, "token", "", "join token, or a file holding it (default $"+config.TokenEnv+"); with any other join method, the token's name")
+	fs.StringVar(&f.gitlabTokenEnv, "gitlab-token-env", "", "gitlab: the variable the job's id_tokens: block sets (default "+config.DefaultGitLabTokenEnv+")")
+	fs.StringVar(&f.oidcTokenFile, "oidc-token-file", "", "oidc: the file the platform writes its ID token to")
+	fs.StringVar(&f.oidcTokenEnv, "oidc-token-env", "", "oidc: the variable that holds the platform's ID token")
+	fs.StringVar(&f.registrationSecret, "registration-secret", "", "bound_keypair: the one-time registration secret, or a file holding it")
 	fs.StringSliceVar(&f.caPins, "ca-pin", nil, "host CA pin(s) the cluster must match (sha256:…, as tctl status prints)")
 	fs.BoolVar(&f.insecure, "insecure", false, "do not verify the proxy on first contact (dangerous; for tests)")
 	fs.StringVar(&f.storage, "storage", "", "where the bot keeps its identity: file:///DIR or memory:// (default file://"+config.DefaultStoragePath+")")
@@ -65,6 +73,21 @@ func (f *botFlags) register(fs *pflag.FlagSet, outputType string) {
 		fs.StringVar(&f.contextNameTemplate, "context-name-template", "", "name of each context (default "+config.DefaultContextNameTemplate+")")
 		fs.BoolVar(&f.disableExecPlugin, "disable-exec-plugin", false, "embed the certificate in the kubeconfig instead of running tbot kube credentials")
 	}
+}
+
+// onboarding is the onboarding block the join flags mean.
+func (f *botFlags) onboarding() config.Onboarding {
+	ob := config.Onboarding{JoinMethod: f.joinMethod, Token: f.token, CAPins: f.caPins}
+	if f.gitlabTokenEnv != "" {
+		ob.GitLab = &config.GitLabOnboarding{TokenEnvVarName: f.gitlabTokenEnv}
+	}
+	if f.oidcTokenFile != "" || f.oidcTokenEnv != "" {
+		ob.OIDC = &config.OIDCOnboarding{TokenFile: f.oidcTokenFile, TokenEnvVarName: f.oidcTokenEnv}
+	}
+	if f.registrationSecret != "" {
+		ob.BoundKeypair = &config.BoundKeypairOnboarding{RegistrationSecret: f.registrationSecret}
+	}
+	return ob
 }
 
 // config builds the tbot.yaml that the flags mean. Missing required flags are usage
@@ -109,7 +132,7 @@ func (f *botFlags) config(outputType string) (*config.Config, error) {
 		Version:         config.Version,
 		ProxyServer:     f.proxyServer,
 		AuthServer:      f.authServer,
-		Onboarding:      config.Onboarding{JoinMethod: f.joinMethod, Token: f.token, CAPins: f.caPins},
+		Onboarding:      f.onboarding(),
 		CredentialTTL:   f.credentialTTL,
 		RenewalInterval: f.renewalInterval,
 		Oneshot:         f.oneshot,

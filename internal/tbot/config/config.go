@@ -37,9 +37,17 @@ const (
 
 // Join methods.
 const (
-	JoinToken      = "token"
-	JoinKubernetes = "kubernetes"
+	JoinToken        = "token"
+	JoinKubernetes   = "kubernetes"
+	JoinGitHub       = "github"
+	JoinGitLab       = "gitlab"
+	JoinOIDC         = "oidc"
+	JoinBoundKeypair = "bound_keypair"
 )
+
+// DefaultGitLabTokenEnv is the variable a GitLab job's `id_tokens:` block defines for
+// tbot by default (the name Teleport's tbot reads, so pipelines carry over).
+const DefaultGitLabTokenEnv = "TBOT_GITLAB_JWT"
 
 // Output types.
 const (
@@ -82,9 +90,37 @@ type Config struct {
 // Onboarding is how the bot joins the first time.
 type Onboarding struct {
 	JoinMethod string `yaml:"join_method,omitempty"`
-	// Token is the join token, or the path of a file that holds it.
+	// Token is the join token, or the path of a file that holds it; for every other
+	// method, the name of the token resource.
 	Token  string   `yaml:"token,omitempty"`
 	CAPins []string `yaml:"ca_pins,omitempty"`
+	// Audience is the aud tbot asks GitHub Actions' token service for; the cluster's
+	// name when empty (what a github token resource expects unless it sets another).
+	Audience string `yaml:"audience,omitempty"`
+	// GitLab says where a GitLab job's ID token is; OIDC where any issuer's is.
+	GitLab *GitLabOnboarding `yaml:"gitlab,omitempty"`
+	OIDC   *OIDCOnboarding   `yaml:"oidc,omitempty"`
+	// BoundKeypair holds the one-time registration secret of join method bound_keypair.
+	BoundKeypair *BoundKeypairOnboarding `yaml:"bound_keypair,omitempty"`
+}
+
+// GitLabOnboarding names the variable of the job's `id_tokens:` entry.
+type GitLabOnboarding struct {
+	TokenEnvVarName string `yaml:"token_env_var_name,omitempty"`
+}
+
+// OIDCOnboarding says where the ID token is: a file (read at each join, as platforms
+// rotate it) or an environment variable.
+type OIDCOnboarding struct {
+	TokenFile       string `yaml:"token_file,omitempty"`
+	TokenEnvVarName string `yaml:"token_env_var_name,omitempty"`
+}
+
+// BoundKeypairOnboarding is the registration secret `tctl bots add
+// --join-method=bound_keypair` printed (the value, or a path to a file holding it). It
+// is needed once; after that tbot proves possession of the key it keeps in storage.
+type BoundKeypairOnboarding struct {
+	RegistrationSecret string `yaml:"registration_secret,omitempty"`
 }
 
 // Destination is where files go. Which fields apply depends on Type; the others must be
@@ -256,9 +292,35 @@ func (o *Onboarding) check() error {
 	switch o.JoinMethod {
 	case "":
 		o.JoinMethod = JoinToken
-	case JoinToken, JoinKubernetes:
+	case JoinToken, JoinKubernetes, JoinGitHub, JoinGitLab, JoinOIDC, JoinBoundKeypair:
 	default:
-		return yamlpos.Fieldf("onboarding.join_method", "unknown join method %q (want token or kubernetes)", o.JoinMethod)
+		return yamlpos.Fieldf("onboarding.join_method", "unknown join method %q (want token, kubernetes, github, gitlab, oidc or bound_keypair)", o.JoinMethod)
+	}
+	for _, b := range []struct {
+		method, field string
+		set           bool
+	}{
+		{JoinGitLab, "onboarding.gitlab", o.GitLab != nil},
+		{JoinOIDC, "onboarding.oidc", o.OIDC != nil},
+		{JoinBoundKeypair, "onboarding.bound_keypair", o.BoundKeypair != nil},
+		{JoinGitHub, "onboarding.audience", o.Audience != ""},
+	} {
+		if b.set && o.JoinMethod != b.method {
+			return yamlpos.Fieldf(b.field, "is only for join_method %s", b.method)
+		}
+	}
+	switch o.JoinMethod {
+	case JoinGitLab:
+		if o.GitLab == nil {
+			o.GitLab = &GitLabOnboarding{}
+		}
+		if o.GitLab.TokenEnvVarName == "" {
+			o.GitLab.TokenEnvVarName = DefaultGitLabTokenEnv
+		}
+	case JoinOIDC:
+		if o.OIDC == nil || (o.OIDC.TokenFile == "") == (o.OIDC.TokenEnvVarName == "") {
+			return yamlpos.Fieldf("onboarding.oidc", "set exactly one of token_file and token_env_var_name (where the platform puts its ID token)")
+		}
 	}
 	for i, p := range o.CAPins {
 		p = strings.TrimSpace(p)
