@@ -190,4 +190,3 @@ func verifyBound(pub crypto.PublicKey, text, sig []byte) bool {
 	}
 	return false
 }
-
