@@ -56,6 +56,9 @@ type Options struct {
 	Listeners map[string]net.Listener
 	// Ready, when set, is closed once every component is serving.
 	Ready chan struct{}
+	// OIDCClient fetches the issuers' discovery documents and keys for the github,
+	// gitlab and oidc join methods (default: system roots, which SSL_CERT_FILE extends).
+	OIDCClient *http.Client
 }
 
 // Process is a running keyport daemon.
@@ -149,6 +152,7 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 		Audit: al, CAKeyAlgorithm: cfg.Auth.CAKeyAlgorithm, ProxyPublicAddr: cfg.PublicAddr(), SecondFactor: cfg.Auth.Authentication.SecondFactor,
 		Login: auth.LoginPolicy{MaxFailures: cfg.Auth.Authentication.MaxLoginFailures,
 			FailureWindow: cfg.Auth.Authentication.LoginFailureWindow, LockTTL: cfg.Auth.Authentication.AccountLockTTL},
+		OIDCClient: opts.OIDCClient,
 	})
 	if err != nil {
 		p.Close()

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,11 +48,16 @@ type Env struct {
 type Option func(*options)
 
 type options struct {
-	yaml    string
-	dataDir string
-	logger  *slog.Logger
-	kube    string
+	yaml       string
+	dataDir    string
+	logger     *slog.Logger
+	kube       string
+	oidcClient *http.Client
 }
+
+// WithOIDCClient gives the Auth Service the HTTP client it reaches OIDC issuers with
+// (a test issuer's TLS certificate is in no system root).
+func WithOIDCClient(c *http.Client) Option { return func(o *options) { o.oidcClient = c } }
 
 // WithKube enables the Kubernetes Service: every context of kubeconfig becomes a kube
 // cluster with the given labels.
@@ -153,7 +159,7 @@ proxy_service:
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	p, err := service.New(runCtx, service.Options{Config: cfg, Logger: o.logger, Listeners: lis})
+	p, err := service.New(runCtx, service.Options{Config: cfg, Logger: o.logger, Listeners: lis, OIDCClient: o.oidcClient})
 	if err != nil {
 		cancel()
 		return nil, err

@@ -3,6 +3,7 @@ package tctl
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -18,16 +19,41 @@ func (e *env) tokensCmd() *cobra.Command {
 	tokens := &cobra.Command{Use: "tokens", Short: "Manage join tokens"}
 	var (
 		typ, botName, joinMethod, name string
-		allow                          []string
+		allow, rules                   []string
 		ttl                            time.Duration
+		ghesHost, domain, issuer, aud  string
 	)
 	add := &cobra.Command{
 		Use:   "add --type=bot|kube",
 		Short: "Create a join token",
 		Args:  cobra.NoArgs,
-		RunE: e.run(func(ctx context.Context, clt *client.Client, _ *cobra.Command, _ []string) error {
+		RunE: e.run(func(ctx context.Context, clt *client.Client, cmd *cobra.Command, _ []string) error {
 			if typ == "" {
 				return common.UsageErrorf("--type is required (bot or kube)")
+			}
+			switch joinMethod {
+			case types.JoinMethodGitHub, types.JoinMethodGitLab, types.JoinMethodOIDC:
+				var exp *time.Time
+				if cmd.Flags().Changed("ttl") {
+					t := time.Now().Add(ttl).UTC()
+					exp = &t
+				}
+				tok, err := ciToken(typ, botName, joinMethod, name, rules, ghesHost, domain, issuer, aud, exp)
+				if err != nil {
+					return err
+				}
+				p, err := toPB(tok)
+				if err != nil {
+					return err
+				}
+				if _, err := clt.CreateResource(ctx, &pb.CreateResourceRequest{Resource: p}); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdio.Out, "The %s join token %q (join method %s, issuer %s) has been created.\n", typ, tok.GetName(), joinMethod, tok.Spec.Issuer())
+				if exp == nil {
+					fmt.Fprintf(e.stdio.Out, "It does not expire: it holds rules, not a secret (remove it with tctl tokens rm %s).\n", tok.GetName())
+				}
+				return nil
 			}
 			resp, err := clt.CreateToken(ctx, &pb.CreateTokenRequest{Type: typ, BotName: botName, TtlSeconds: int64(ttl / time.Second),
 				JoinMethod: joinMethod, AllowServiceAccounts: allow, Name: name})
@@ -46,9 +72,14 @@ func (e *env) tokensCmd() *cobra.Command {
 	add.Flags().StringVar(&typ, "type", "", "bot or kube")
 	add.Flags().StringVar(&botName, "bot-name", "", "the bot a bot token is for")
 	add.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
-	add.Flags().StringVar(&joinMethod, "join-method", "token", "token or kubernetes")
+	add.Flags().StringVar(&joinMethod, "join-method", "token", "token, kubernetes, github, gitlab or oidc (bound_keypair: tctl bots add --join-method=bound_keypair)")
 	add.Flags().StringSliceVar(&allow, "allow-service-account", nil, "for kubernetes: ns:name allowed to join (repeatable)")
-	add.Flags().StringVar(&name, "name", "", "for kubernetes: the token's name")
+	add.Flags().StringVar(&name, "name", "", "for kubernetes, github, gitlab and oidc: the token's name")
+	add.Flags().StringArrayVar(&rules, "rule", nil, "for github, gitlab and oidc: one allow rule, claim=glob[,claim=glob…] (repeatable; a rule matches when all its claims do)")
+	add.Flags().StringVar(&ghesHost, "enterprise-server-host", "", "for github: the GitHub Enterprise Server host")
+	add.Flags().StringVar(&domain, "domain", "", "for gitlab: a self-managed GitLab's domain")
+	add.Flags().StringVar(&issuer, "issuer", "", "for oidc: the issuer URL")
+	add.Flags().StringVar(&aud, "audience", "", "for github, gitlab and oidc: the audience ID tokens carry (default: the cluster name)")
 	ls := &cobra.Command{
 		Use:   "ls",
 		Short: "List join tokens (secrets are never shown: tokens are stored as hashes)",
@@ -99,4 +130,83 @@ func (e *env) tokensCmd() *cobra.Command {
 	}
 	tokens.AddCommand(add, ls, rm)
 	return tokens
+}
+
+// ciToken builds a github, gitlab or oidc token resource from tctl tokens add's flags;
+// the server validates it again.
+func ciToken(typ, bot, method, name string, rules []string, ghes, domain, issuer, aud string, exp *time.Time) (*types.Token, error) {
+	if name == "" {
+		return nil, common.UsageErrorf("--name is required for join method %s (the name tbot's onboarding.token gives)", method)
+	}
+	if len(rules) == 0 {
+		return nil, common.UsageErrorf("give at least one --rule claim=glob[,claim=glob…] for join method %s", method)
+	}
+	t := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: name, Expires: exp}},
+		Spec: types.TokenSpec{Roles: []string{typ}, BotName: bot, JoinMethod: method}}
+	parsed := make([]map[string]string, 0, len(rules))
+	for i, r := range rules {
+		m := map[string]string{}
+		for _, kv := range strings.Split(r, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				return nil, common.UsageErrorf("--rule %d: %q is not claim=glob", i+1, kv)
+			}
+			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+		parsed = append(parsed, m)
+	}
+	var err error
+	switch method {
+	case types.JoinMethodGitHub:
+		g := &types.GitHubJoin{EnterpriseServerHost: ghes, Audience: aud}
+		for i, m := range parsed {
+			var r types.GitHubRule
+			err = setFields(i, m, map[string]*string{"sub": &r.Sub, "repository": &r.Repository, "repository_owner": &r.RepositoryOwner,
+				"workflow": &r.Workflow, "environment": &r.Environment, "actor": &r.Actor, "ref": &r.Ref, "ref_type": &r.RefType})
+			if err != nil {
+				return nil, err
+			}
+			g.Allow = append(g.Allow, r)
+		}
+		t.Spec.GitHub = g
+	case types.JoinMethodGitLab:
+		g := &types.GitLabJoin{Domain: domain, Audience: aud}
+		for i, m := range parsed {
+			var r types.GitLabRule
+			err = setFields(i, m, map[string]*string{"sub": &r.Sub, "project_path": &r.ProjectPath, "namespace_path": &r.NamespacePath,
+				"pipeline_source": &r.PipelineSource, "environment": &r.Environment, "ref": &r.Ref, "ref_type": &r.RefType,
+				"ref_protected": &r.RefProtected, "user_login": &r.UserLogin})
+			if err != nil {
+				return nil, err
+			}
+			g.Allow = append(g.Allow, r)
+		}
+		t.Spec.GitLab = g
+	case types.JoinMethodOIDC:
+		o := &types.OIDCJoin{Issuer: issuer, Audience: aud}
+		for _, m := range parsed {
+			o.Allow = append(o.Allow, types.OIDCRule{Claims: m})
+		}
+		t.Spec.OIDC = o
+	}
+	if err := t.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func setFields(i int, m map[string]string, fields map[string]*string) error {
+	for k, v := range m {
+		f, ok := fields[k]
+		if !ok {
+			names := make([]string, 0, len(fields))
+			for n := range fields {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return common.UsageErrorf("--rule %d: unknown claim %q (want one of %s)", i+1, k, strings.Join(names, ", "))
+		}
+		*f = v
+	}
+	return nil
 }
