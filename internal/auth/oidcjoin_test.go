@@ -211,3 +211,41 @@ func noneToken(t *testing.T, claims map[string]any) string {
 	parts := strings.Split(oidcissuer.SignWith(k, "", "ES256", claims), ".")
 	return "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + parts[1] + "."
 }
+
+// BenchmarkGitHubJoin is the github join with the issuer's key set cached: ID token
+// verification, rule matching, the jti record, the instance and the certificate.
+func BenchmarkGitHubJoin(b *testing.B) {
+	ctx := context.Background()
+	ghes := oidcissuer.Start(b, oidcissuer.Options{PathPrefix: "/_services/token"})
+	s, clk := newTestServer(b, Config{OIDCClient: ghes.Client, JoinRate: 1 << 30})
+	clk.Advance(time.Until(clk.Now()) * -1)
+	if _, _, err := s.CreateBot(ctx, Actor{}, types.NewBot("ci", "access"), time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	tok := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: "gh"}},
+		Spec: types.TokenSpec{Roles: []string{types.TokenRoleBot}, BotName: "ci", JoinMethod: types.JoinMethodGitHub,
+			GitHub: &types.GitHubJoin{EnterpriseServerHost: ghes.Host, Allow: []types.GitHubRule{{Repository: "org/*", Ref: "refs/heads/main"}}}}}
+	if err := tok.CheckAndSetDefaults(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.putToken(ctx, Actor{}, tok, CreateOnly); err != nil {
+		b.Fatal(err)
+	}
+	key, _ := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
+	c := oidcissuer.GitHubClaims("org/repo", "refs/heads/main", "")
+	c["aud"] = s.ClusterName()
+	tokens := make([]string, b.N+1)
+	for i := range tokens {
+		tokens[i] = "gh\n" + ghes.Sign(c)
+	}
+	if _, err := s.JoinBot(ctx, "10.0.0.1:1", "github", tokens[b.N], "h", key.Public(), time.Hour); err != nil {
+		b.Fatal(err) // warms the discovery document and key set
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.JoinBot(ctx, "10.0.0.1:1", "github", tokens[i], "h", key.Public(), time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "joins/s")
+}

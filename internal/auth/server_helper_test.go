@@ -12,7 +12,7 @@ import (
 
 // newTestServer starts an Auth Server for cluster keyport.example.com on a fresh SQLite
 // backend, with a fake clock at 2026-03-01 10:00 UTC; cfg supplies anything else.
-func newTestServer(t *testing.T, cfg Config) (*Server, *clock.Fake) {
+func newTestServer(t testing.TB, cfg Config) (*Server, *clock.Fake) {
 	t.Helper()
 	ctx := context.Background()
 	clk := clock.NewFake(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))

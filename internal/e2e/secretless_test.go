@@ -78,6 +78,7 @@ func TestTbotSecretlessJoins(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("tbot (%s): exit %d\n%s", name, r.code, r.stderr)
 		}
+		t.Logf("tbot --oneshot with join method %s: %s from start to kubeconfig written", name, r.took.Round(time.Millisecond))
 		out, err := kubectl(t, filepath.Join(dir, name, "kubeconfig.yaml"), "get", "pods", "-A")
 		if err != nil || !strings.Contains(out, "web-0") {
 			t.Fatalf("kubectl get pods -A (%s): %v\n%s", name, err, out)
