@@ -64,7 +64,14 @@
 //     bot_name is required for Bot and refused for Kube. join_method is token (default)
 //     or kubernetes; kubernetes needs spec.kubernetes.allow of "namespace:name" service
 //     accounts, and spec.kubernetes.type, accepted for Teleport files, defaults to and
-//     must be in_cluster. metadata.expires is optional here; the auth package sets the TTL.
+//     must be in_cluster. github, gitlab and oidc (Bot only) need their block with at
+//     least one allow rule; a GitHub rule names sub, repository or repository_owner, a
+//     GitLab rule sub, project_path or namespace_path, an oidc rule at least one claim;
+//     hosts are host[:port], an oidc issuer an https URL. bound_keypair needs its block
+//     with a registration secret hash or a public key; rejoins defaults to 10 and
+//     recovery to true. Each method's block is refused under another method.
+//     metadata.expires is optional here; the auth package gives token and kubernetes
+//     tokens their default TTL, and the other methods none.
 //   - lock: spec.target sets exactly one of user, role, bot, bot_instance_id, login.
 //   - bot: spec.traits also reads Teleport's list form [{name, values}] and is written as
 //     a map, like a user's.
