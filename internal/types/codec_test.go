@@ -346,6 +346,48 @@ spec:
 			want: `token.yaml:10: spec.kubernetes.allow[0].service_account: invalid service account "keyport/agent" (want "namespace:name")`,
 		},
 		{
+			name: "github token without rules",
+			file: "token.yaml",
+			in:   "kind: token\nversion: v2\nmetadata:\n  name: t\nspec:\n  roles: [Bot]\n  bot_name: b\n  join_method: github\n",
+			want: "token.yaml:5: spec.github.allow: is required for join_method github (a list of rules such as {repository: org/repo, ref: refs/heads/main})",
+		},
+		{
+			name: "github rule that names no repository",
+			file: "token.yaml",
+			in:   "kind: token\nversion: v2\nmetadata:\n  name: t\nspec:\n  roles: [Bot]\n  bot_name: b\n  join_method: github\n  github:\n    allow:\n    - ref: refs/heads/main\n",
+			want: "token.yaml:11: spec.github.allow[0]: must name sub, repository or repository_owner: without one, any repository on github.com could join",
+		},
+		{
+			name: "github rule with a misspelt claim",
+			file: "token.yaml",
+			in:   "kind: token\nversion: v2\nmetadata:\n  name: t\nspec:\n  roles: [Bot]\n  bot_name: b\n  join_method: github\n  github:\n    allow:\n    - repo: org/app\n",
+			want: "token.yaml:11: spec.github.allow[0].repo: unknown field",
+		},
+		{
+			name: "gitlab ref_protected not a boolean",
+			file: "token.yaml",
+			in:   "kind: token\nversion: v2\nmetadata:\n  name: t\nspec:\n  roles: [Bot]\n  bot_name: b\n  join_method: gitlab\n  gitlab:\n    allow:\n    - project_path: g/p\n      ref_protected: yes\n",
+			want: "token.yaml:12: spec.gitlab.allow[0].ref_protected: is \"true\" or \"false\", not \"yes\"",
+		},
+		{
+			name: "oidc issuer over http",
+			file: "token.yaml",
+			in:   "kind: token\nversion: v2\nmetadata:\n  name: t\nspec:\n  roles: [Bot]\n  bot_name: b\n  join_method: oidc\n  oidc:\n    issuer: http://issuer.example.com\n    allow:\n    - claims: {sub: x}\n",
+			want: "token.yaml:10: spec.oidc.issuer: invalid issuer \"http://issuer.example.com\" (want an https:// URL without query or fragment)",
+		},
+		{
+			name: "a method's block under another method",
+			file: "token.yaml",
+			in:   "kind: token\nversion: v2\nmetadata:\n  name: t\nspec:\n  roles: [Bot]\n  bot_name: b\n  join_method: token\n  github:\n    allow:\n    - repository: o/r\n",
+			want: "token.yaml:9: spec.github: is only for join_method github",
+		},
+		{
+			name: "a CI method for a Kube token",
+			file: "token.yaml",
+			in:   "kind: token\nversion: v2\nmetadata:\n  name: t\nspec:\n  roles: [Kube]\n  join_method: gitlab\n  gitlab:\n    allow:\n    - project_path: g/p\n",
+			want: "token.yaml:7: spec.join_method: gitlab is a join method for bots (spec.roles: [Bot])",
+		},
+		{
 			name: "bot token without bot_name",
 			file: "token.yaml",
 			in:   "kind: token\nversion: v2\nmetadata:\n  name: t\nspec:\n  roles: [bot]\n",
