@@ -194,6 +194,10 @@ func (s *identityService) load(ctx context.Context) (*identityfile.Identity, err
 // token is sent.
 func (s *identityService) join(ctx context.Context) error {
 	cfg := s.b.cfg
+	// What can be wrong on this host is said before the network is touched.
+	if err := s.preflight(); err != nil {
+		return err
+	}
 	trust := newFirstContact(cfg, s.b.opts.SystemRoots)
 	clt, err := client.New(trust.clientConfig(cfg.Addr()))
 	if err != nil {
@@ -294,6 +298,29 @@ func (s *identityService) joinSecret(ctx context.Context, clusterName string) (s
 		return "", fmt.Errorf("join method %s: %w", ob.JoinMethod, err)
 	}
 	return name + "\n" + idToken, nil
+}
+
+// preflight checks the join parameters that need no cluster: the token (or the token
+// resource's name) and the local source of the proof.
+func (s *identityService) preflight() error {
+	ob := s.b.cfg.Onboarding
+	switch ob.JoinMethod {
+	case config.JoinGitHub:
+		if strings.TrimSpace(ob.Token) == "" {
+			return errs.BadParameterf("join method github: set onboarding.token (or --token, or $%s) to the name of the join token (`tctl get tokens`)", config.TokenEnv)
+		}
+		if os.Getenv(GitHubTokenURLEnv) == "" || os.Getenv(GitHubRequestTokenEnv) == "" {
+			return errs.BadParameterf("join method github: $%s and $%s are not set: run tbot in a GitHub Actions job with `permissions: id-token: write`", GitHubTokenURLEnv, GitHubRequestTokenEnv)
+		}
+		return nil
+	case config.JoinBoundKeypair:
+		if strings.TrimSpace(ob.Token) == "" {
+			return errs.BadParameterf("join method bound_keypair: set onboarding.token (or --token) to the join token's name `tctl bots add` printed")
+		}
+		return nil
+	}
+	_, err := s.joinSecret(context.Background(), "")
+	return err
 }
 
 // kubernetesToken reads the pod's projected service account token now (the kubelet

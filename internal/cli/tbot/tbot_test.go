@@ -49,6 +49,9 @@ func TestUsageAndErrors(t *testing.T) {
 		{"missing config file", []string{"start", "-c", filepath.Join(dir, "nope.yaml")}, 1, "ERROR: reading config: open "},
 		{"credentials without dir", []string{"kube", "credentials"}, 2, "ERROR: --destination-dir is required"},
 		{"credentials from empty dir", []string{"kube", "credentials", "--destination-dir=" + dir}, 1, "ERROR: " + filepath.Join(dir, "identity") + " does not exist: is tbot running"},
+		{"github join outside GitHub Actions", []string{"start", "kubernetes", "--proxy-server=127.0.0.1:1", "--join-method=github", "--token=gh", "--storage=memory://", "--destination=memory://", "--kubernetes-cluster=c", "--oneshot"}, 1, "ERROR: join method github: $ACTIONS_ID_TOKEN_REQUEST_URL and $ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set"},
+		{"gitlab join without its variable", []string{"start", "kubernetes", "--proxy-server=127.0.0.1:1", "--join-method=gitlab", "--token=gl", "--storage=memory://", "--destination=memory://", "--kubernetes-cluster=c", "--oneshot"}, 1, "ERROR: join method gitlab: $TBOT_GITLAB_JWT is empty"},
+		{"oidc join with a file that is no token", []string{"start", "kubernetes", "--proxy-server=127.0.0.1:1", "--join-method=oidc", "--token=ci", "--oidc-token-file=/etc/os-release", "--storage=memory://", "--destination=memory://", "--kubernetes-cluster=c", "--oneshot"}, 1, "ERROR: join method oidc: /etc/os-release does not hold an ID token"},
 		{"kubernetes join without token name", []string{"start", "kubernetes", "--proxy-server=127.0.0.1:1", "--join-method=kubernetes", "--storage=memory://", "--destination=memory://", "--kubernetes-cluster=c", "--oneshot"}, 1, "ERROR: join method kubernetes: set onboarding.token"},
 		{"no token", []string{"start", "kubernetes", "--proxy-server=127.0.0.1:1", "--storage=memory://", "--destination=memory://", "--kubernetes-cluster=c", "--oneshot"}, 1, "ERROR: no join token"},
 	}
