@@ -104,11 +104,12 @@ func (g *handlers) CreateResource(ctx context.Context, req *pb.CreateResourceReq
 }
 
 func (g *handlers) GetResource(ctx context.Context, req *pb.GetResourceRequest) (*pb.Resource, error) {
-	name := req.GetName()
-	if req.GetKind() == types.KindToken && len(name) != 64 {
-		name = auth.HashToken(name)
+	// A token is found by its name (what tokens ls shows: the hash of a secret, or the
+	// plain name of the other join methods) or by the secret itself.
+	r, err := g.s.GetResource(ctx, req.GetKind(), req.GetName())
+	if errs.IsNotFound(err) && req.GetKind() == types.KindToken {
+		r, err = g.s.GetResource(ctx, req.GetKind(), auth.HashToken(req.GetName()))
 	}
-	r, err := g.s.GetResource(ctx, req.GetKind(), name)
 	if err != nil {
 		return nil, err
 	}

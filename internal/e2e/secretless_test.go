@@ -67,6 +67,9 @@ func TestTbotSecretlessJoins(t *testing.T) {
 	tctl("tokens", "add", "--type=bot", "--bot-name=ci", "--join-method=oidc", "--name=circleci",
 		"--issuer="+gitlab.URL, "--audience=keyport-ci", "--rule=sub=org/acme/project/*")
 
+	if got := tctl("get", "token/gh-deploy"); !strings.Contains(got, "join_method: github") || !strings.Contains(got, "repository: org/app") {
+		t.Fatalf("tctl get token/gh-deploy:\n%s", got)
+	}
 	kubeOut := func(name string) string {
 		return fmt.Sprintf("outputs:\n  - type: kubernetes\n    kubernetes_cluster: %s\n    destination: {type: directory, path: %s}\n", guideCluster, filepath.Join(dir, name))
 	}
