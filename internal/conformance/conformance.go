@@ -275,7 +275,7 @@ func readJUnit(path string) (map[string]outcome, error) {
 	for _, s := range j.Suites {
 		for _, c := range s.Cases {
 			if strings.HasPrefix(c.Name, "[SynchronizedBeforeSuite]") || strings.HasPrefix(c.Name, "[SynchronizedAfterSuite]") ||
-				strings.HasPrefix(c.Name, "[ReportAfterSuite]") || strings.HasPrefix(c.Name, "[BeforeSuite]") {
+				strings.HasPrefix(c.Name, "[ReportAfterSuite]") || strings.HasPrefix(c.Name, "[ReportBeforeSuite]") || strings.HasPrefix(c.Name, "[BeforeSuite]") {
 				continue
 			}
 			o := outcome{Result: Passed, Took: time.Duration(c.Time * float64(time.Second))}
