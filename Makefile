@@ -73,9 +73,10 @@ bench: kube-tools
 	$(GO) test -run='^$$' -bench=ProxyCannedUpstream -benchtime=20000x -count=2 ./internal/bench
 	$(GO) run ./internal/bench/cmd/keyport-bench $(BENCH_FLAGS)
 
-## conformance: a selection of the upstream [sig-api-machinery] [Conformance] e2e tests,
-## run directly and through Keyport (a bot whose role grants system:masters); fails when a
-## test passes directly but not through Keyport. The first run builds e2e.test (~16 min).
+## conformance: the upstream [sig-api-machinery] [Conformance] e2e tests (and the
+## server-side apply, Table and dry-run ones), run directly and through Keyport (a bot whose
+## role grants system:masters); fails when a test passes directly but not through Keyport.
+## About 40 minutes; make test runs a one-minute selection (conformance.CISelection).
 CONFORMANCE_FLAGS ?=
 conformance: kube-tools build
 	@K8S_VERSION=$(K8S_VERSION) KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) ./scripts/kube-tools.sh
