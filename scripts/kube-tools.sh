@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # kube-tools.sh installs the real Kubernetes parts that Keyport's tests run against
 # (see ../shared/KUBE.md): etcd from Debian, kube-apiserver and kube-controller-manager
-# built from the Go module proxy, kwok and helm built with `go install`, and Debian's
-# chromium for the invite page's browser test.
+# built from the Go module proxy, kwok and helm built with `go install`, Debian's
+# chromium for the invite page's browser test, and the upstream e2e.test binary for the
+# conformance tests.
 # Everything lands in $KEYPORT_CACHE (default $HOME/.cache/keyport); each tool has a
 # version stamp, so a second run does nothing.
 set -euo pipefail
