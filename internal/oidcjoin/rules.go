@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Match returns the index of the first rule whose every claim matches claims, or -1.
@@ -60,29 +61,40 @@ func scalar(v any) (string, bool) {
 // characters (slashes included) and ? any one character; everything else matches
 // itself. `repo-*` does not match `repo`. It runs in O(len(pattern)·len(s)) at worst.
 func Glob(pattern, s string) bool {
-	p, t := []rune(pattern), []rune(s)
-	pi, ti := 0, 0
+	pi, si := 0, 0
 	star, mark := -1, 0
-	for ti < len(t) {
-		switch {
-		case pi < len(p) && (p[pi] == '?' || p[pi] == t[ti]):
+	for si < len(s) {
+		if pi < len(pattern) && pattern[pi] == '*' {
+			star, mark = pi, si
 			pi++
-			ti++
-		case pi < len(p) && p[pi] == '*':
-			star, mark = pi, ti
-			pi++
-		case star >= 0:
-			pi = star + 1
-			mark++
-			ti = mark
-		default:
+			continue
+		}
+		if pi < len(pattern) {
+			// Characters are compared as their exact bytes; ? takes one UTF-8 sequence
+			// (one byte of invalid UTF-8).
+			_, ssz := utf8.DecodeRuneInString(s[si:])
+			if pattern[pi] == '?' {
+				pi, si = pi+1, si+ssz
+				continue
+			}
+			_, psz := utf8.DecodeRuneInString(pattern[pi:])
+			if psz == ssz && pattern[pi:pi+psz] == s[si:si+ssz] {
+				pi, si = pi+psz, si+ssz
+				continue
+			}
+		}
+		if star < 0 {
 			return false
 		}
+		// Backtrack: the last * takes one more character.
+		_, sz := utf8.DecodeRuneInString(s[mark:])
+		mark += sz
+		pi, si = star+1, mark
 	}
-	for pi < len(p) && p[pi] == '*' {
+	for pi < len(pattern) && pattern[pi] == '*' {
 		pi++
 	}
-	return pi == len(p)
+	return pi == len(pattern)
 }
 
 // Describe names the claims the rules look at, with the values this token has, for a

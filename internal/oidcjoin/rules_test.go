@@ -1,8 +1,10 @@
 package oidcjoin_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/keyport/keyport/internal/oidcjoin"
 )
@@ -26,6 +28,9 @@ func TestGlob(t *testing.T) {
 		{"a*b*c", "aXbY", false},
 		{"Repo", "repo", false},
 		{"é*", "éa", true},
+		{"*", "*00000", true},
+		{"a*", "a*b", true},
+		{"?", "*", true},
 	} {
 		if got := oidcjoin.Glob(c.pattern, c.s); got != c.want {
 			t.Errorf("Glob(%q, %q) = %v, want %v", c.pattern, c.s, got, c.want)
@@ -79,6 +84,25 @@ func FuzzMatch(f *testing.F) {
 		}
 		if !oidcjoin.Glob("*", s) || !oidcjoin.Glob(pattern, pattern) && !strings.ContainsAny(pattern, "*?") {
 			t.Fatal("* must match anything, and a literal itself")
+		}
+		if utf8.ValidString(pattern) && utf8.ValidString(s) {
+			// The reference: the same glob as an anchored regular expression.
+			var re strings.Builder
+			re.WriteString(`(?s)\A`)
+			for _, r := range pattern {
+				switch r {
+				case '*':
+					re.WriteString(".*")
+				case '?':
+					re.WriteString(".")
+				default:
+					re.WriteString(regexp.QuoteMeta(string(r)))
+				}
+			}
+			re.WriteString(`\z`)
+			if want := regexp.MustCompile(re.String()).MatchString(s); got != want {
+				t.Fatalf("Glob(%q, %q) = %v, the regular expression says %v", pattern, s, got, want)
+			}
 		}
 		claims := map[string]any{"c": s, "l": []any{s, 1.0, true, nil}}
 		if oidcjoin.Match([]map[string]string{{"c": pattern}}, claims) == 0 != got {
