@@ -10,6 +10,7 @@ import (
 	"github.com/keyport/keyport/internal/audit"
 	"github.com/keyport/keyport/internal/backend"
 	"github.com/keyport/keyport/internal/errs"
+	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
 )
 
@@ -98,24 +99,37 @@ func (s *Server) JoinHost(ctx context.Context, actor Actor, secret, joinMethod, 
 		s.emit(ctx, actor, audit.Event{Type: eventHostJoinFailure, Message: err.Error(), Fields: map[string]any{"hostname": hostname}})
 		return nil, err
 	}
-	if joinMethod != "" && joinMethod != types.JoinMethodToken {
-		return fail(errs.BadParameterf("join method %q is not supported for Kubernetes Services yet; use token", joinMethod))
-	}
 	if role != "" && role != SystemKube {
 		return fail(errs.BadParameterf("hosts may join only as role %q, not %q", SystemKube, role))
 	}
 	if err := checkHostname(hostname); err != nil {
 		return fail(err)
 	}
-	if _, err := s.useJoinToken(ctx, secret, types.TokenRoleKube, "`tctl tokens add --type=kube`"); err != nil {
+	fields := map[string]any{"hostname": hostname, "role": SystemKube}
+	switch joinMethod {
+	case "", types.JoinMethodToken:
+		joinMethod = types.JoinMethodToken
+		if _, err := s.useJoinToken(ctx, secret, types.TokenRoleKube, "`tctl tokens add --type=kube`"); err != nil {
+			return fail(err)
+		}
+	case types.JoinMethodKubernetes:
+		kj, err := s.checkServiceAccountJoin(ctx, secret, types.TokenRoleKube)
+		if err != nil {
+			return fail(err)
+		}
+		fields["token"], fields["service_account"], fields["pod"], fields["kube_cluster"] = kj.token.GetName(), kj.serviceAccount, kj.pod, kj.cluster
+	default:
+		return fail(errs.BadParameterf("join method %q is not supported for Kubernetes Services (want token or kubernetes)", joinMethod))
+	}
+	if err := s.CheckLock(&tlsca.Identity{Username: hostname, SystemRole: SystemKube}); err != nil {
 		return fail(err)
 	}
 	cert, err := s.IssueHostCert(pub, hostname, SystemKube, nil, nil, HostCertTTL)
 	if err != nil {
 		return nil, err
 	}
-	s.emit(ctx, actor, audit.Event{Type: eventHostJoin, Success: true, User: hostname,
-		Fields: map[string]any{"hostname": hostname, "role": SystemKube, "join_method": types.JoinMethodToken}})
+	fields["join_method"] = joinMethod
+	s.emit(ctx, actor, audit.Event{Type: eventHostJoin, Success: true, User: hostname, Fields: fields})
 	return cert, nil
 }
 

@@ -2,11 +2,16 @@ package auth
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyport/keyport/internal/audit"
 	"github.com/keyport/keyport/internal/clock"
+	"github.com/keyport/keyport/internal/testenv/oidcissuer"
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
 )
@@ -127,5 +132,88 @@ func TestKubernetesJoin(t *testing.T) {
 	}
 	if _, err := join("token", secret); err == nil || !strings.Contains(err.Error(), "already been used") {
 		t.Fatalf("second use: %v", err)
+	}
+}
+
+// saClaims are the claims of a projected service account token for audience aud,
+// bound to pod unless pod is "".
+func saClaims(ns, name, pod, aud string) map[string]any {
+	kio := map[string]any{"namespace": ns, "serviceaccount": map[string]any{"name": name, "uid": "sa-uid"}}
+	if pod != "" {
+		kio["pod"] = map[string]any{"name": pod, "uid": "pod-uid"}
+	}
+	return map[string]any{"sub": serviceAccountPrefix + ns + ":" + name, "aud": []any{aud}, "kubernetes.io": kio}
+}
+
+// TestKubeHostJoin: a Kubernetes Service joins with its pod's service account token,
+// verified with the cluster's keys stored in the token (static_jwks, for the first agent
+// of a cluster) or through the cluster's OIDC issuer; each refusal has its own message,
+// an audit event and no host certificate.
+func TestKubeHostJoin(t *testing.T) {
+	ctx := context.Background()
+	cluster := oidcissuer.Start(t, oidcissuer.Options{})
+	other := oidcissuer.Start(t, oidcissuer.Options{})
+	rec := &audit.Recorder{}
+	s, clk := newTestServer(t, Config{OIDCClient: cluster.Client, Audit: rec, JoinRate: 1000})
+	clk.Advance(time.Until(clk.Now()) * -1)
+	key, _ := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
+	jwks := cluster.JWKS(t)
+	put := func(name string, k *types.KubernetesJoin) {
+		tok := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: name}},
+			Spec: types.TokenSpec{Roles: []string{types.TokenRoleKube}, JoinMethod: types.JoinMethodKubernetes, Kubernetes: k}}
+		if err := tok.CheckAndSetDefaults(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.putToken(ctx, Actor{}, tok, CreateOnly); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allow := []types.KubernetesJoinRule{{ServiceAccount: "keyport:agent"}}
+	put("static", &types.KubernetesJoin{Type: types.KubernetesJoinStaticJWKS, Allow: allow, StaticJWKS: &types.KubernetesStaticJWKS{JWKS: jwks}})
+	put("oidc", &types.KubernetesJoin{Type: types.KubernetesJoinOIDC, Allow: allow, OIDC: &types.KubernetesOIDC{Issuer: cluster.URL}})
+	aud := s.ClusterName()
+	join := func(token, jwt string) ([]byte, error) {
+		return s.JoinHost(ctx, Actor{Addr: "10.0.0.5:1"}, token+"\n"+jwt, types.JoinMethodKubernetes, SystemKube, "agent-0", key.Public())
+	}
+	for _, name := range []string{"static", "oidc"} {
+		// The same token joins again and again: each pod is a host identity.
+		for i := 0; i < 2; i++ {
+			if _, err := join(name, cluster.Sign(saClaims("keyport", "agent", "agent-0", aud))); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+	}
+	foreign, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Now()
+	expired := saClaims("keyport", "agent", "agent-0", aud)
+	expired["exp"] = now.Add(-time.Minute).Unix()
+	for _, c := range []struct {
+		name, token, jwt, msg string
+	}{
+		{"service account not in allow", "static", cluster.Sign(saClaims("keyport", "other", "p", aud)), `service account "keyport:other" is not allowed to join with token "static"`},
+		{"expired token", "static", cluster.Sign(expired), "expired at"},
+		{"token of another issuer (oidc)", "oidc", other.Sign(saClaims("keyport", "agent", "p", aud)), "but the join token trusts"},
+		{"token signed by another cluster's key (static_jwks)", "static", oidcissuer.SignWith(foreign, "", "ES256", cluster.Claims(saClaims("keyport", "agent", "p", aud))), "does not verify with the join token's key set"},
+		{"not pod-bound", "oidc", cluster.Sign(saClaims("keyport", "agent", "", aud)), "is not bound to a pod"},
+		{"unknown key id (static_jwks)", "static", oidcissuer.SignWith(foreign, "rotated", "ES256", cluster.Claims(saClaims("keyport", "agent", "p", aud))), `key id "rotated", which is not in the join token's key set`},
+		{"wrong audience", "static", cluster.Sign(saClaims("keyport", "agent", "p", "https://kubernetes.default.svc")), `does not include "keyport.example.com"`},
+		{"not a service account", "static", cluster.Sign(map[string]any{"sub": "alice", "aud": aud}), `not a service account token (its subject is "alice")`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := rec.Count(eventHostJoinFailure)
+			cert, err := join(c.token, c.jwt)
+			if err == nil || cert != nil {
+				t.Fatal("joined")
+			}
+			if !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("%q lacks %q", err, c.msg)
+			}
+			if rec.Count(eventHostJoinFailure) != before+1 {
+				t.Error("not audited")
+			}
+		})
+	}
+	if n := rec.Count(eventHostJoin); n != 4 {
+		t.Fatalf("%d host.join events, want 4", n)
 	}
 }

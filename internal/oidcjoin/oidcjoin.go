@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/keyport/keyport/internal/clock"
 	"github.com/keyport/keyport/internal/errs"
@@ -145,29 +146,104 @@ func (v *Verifier) Verify(ctx context.Context, issuer, audience, raw string) (ma
 			return nil, refuse(Malformed, "the ID token is invalid: %s", strings.TrimPrefix(msg, "oidc: "))
 		}
 	}
-	now := v.cfg.Clock.Now()
-	skew := v.cfg.Skew
-	if payload.Expiry == nil {
-		return nil, refuse(Malformed, "the ID token has no expiry (exp)")
-	}
-	if exp := time.Unix(int64(*payload.Expiry), 0); !now.Before(exp.Add(skew)) {
-		return nil, refuse(Expired, "the ID token expired at %s", exp.UTC().Format(time.RFC3339))
-	}
-	if payload.NotBefore != nil {
-		if nbf := time.Unix(int64(*payload.NotBefore), 0); now.Add(skew).Before(nbf) {
-			return nil, refuse(NotYetValid, "the ID token is not valid before %s (now is %s)", nbf.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-		}
-	}
-	if payload.IssuedAt != nil {
-		if iat := time.Unix(int64(*payload.IssuedAt), 0); now.Add(skew).Before(iat) {
-			return nil, refuse(IssuedInFuture, "the ID token was issued in the future (%s, now is %s): check the clocks", iat.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-		}
+	if err := checkTimes(payload, v.cfg.Clock.Now(), v.cfg.Skew); err != nil {
+		return nil, err
 	}
 	claims := map[string]any{}
 	if err := tok.Claims(&claims); err != nil {
 		return nil, refuse(Malformed, "the ID token's claims: %v", err)
 	}
 	return claims, nil
+}
+
+// VerifyStatic checks raw against a fixed key set (a Kubernetes cluster's service
+// account keys, stored in a join token) for audience, with the same algorithm and time
+// rules as Verify; the issuer is not checked (the keys say who signed).
+func (v *Verifier) VerifyStatic(jwks, audience, raw string) (map[string]any, error) {
+	hdr, payload, err := peek(raw)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(Algorithms, hdr.Alg) {
+		return nil, refuse(Algorithm, "the token's signature algorithm %q is refused: only asymmetric algorithms (%s) are accepted", hdr.Alg, strings.Join(Algorithms, ", "))
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal([]byte(jwks), &set); err != nil {
+		return nil, fmt.Errorf("the join token's key set: %w", err)
+	}
+	var keys []jose.JSONWebKey
+	if hdr.Kid != "" {
+		keys = set.Key(hdr.Kid)
+		if len(keys) == 0 {
+			return nil, refuse(Signature, "the token is signed with key id %q, which is not in the join token's key set", hdr.Kid)
+		}
+	} else {
+		keys = set.Keys
+	}
+	algs := make([]jose.SignatureAlgorithm, len(Algorithms))
+	for i, a := range Algorithms {
+		algs[i] = jose.SignatureAlgorithm(a)
+	}
+	jws, err := jose.ParseSigned(raw, algs)
+	if err != nil {
+		return nil, refuse(Malformed, "the token is invalid: %v", err)
+	}
+	var body []byte
+	for _, k := range keys {
+		if b, err := jws.Verify(k); err == nil {
+			body = b
+			break
+		}
+	}
+	if body == nil {
+		return nil, refuse(Signature, "the token's signature does not verify with the join token's key set (key id %q)", hdr.Kid)
+	}
+	if !audienceHas(payload.Audience, audience) {
+		return nil, refuse(WrongAudience, "the token's audience %v does not include %q (project the service account token with audience %q)", payload.Audience, audience, audience)
+	}
+	if err := checkTimes(payload, v.cfg.Clock.Now(), v.cfg.Skew); err != nil {
+		return nil, err
+	}
+	claims := map[string]any{}
+	if err := json.Unmarshal(body, &claims); err != nil {
+		return nil, refuse(Malformed, "the token's claims: %v", err)
+	}
+	return claims, nil
+}
+
+func audienceHas(aud any, want string) bool {
+	switch a := aud.(type) {
+	case string:
+		return a == want
+	case []any:
+		for _, e := range a {
+			if e == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkTimes applies exp (required), nbf and iat with skew.
+func checkTimes(payload *unverified, now time.Time, skew time.Duration) error {
+	if payload.Expiry == nil {
+		return refuse(Malformed, "the ID token has no expiry (exp)")
+	}
+	if exp := time.Unix(int64(*payload.Expiry), 0); !now.Before(exp.Add(skew)) {
+		return refuse(Expired, "the ID token expired at %s", exp.UTC().Format(time.RFC3339))
+	}
+	if payload.NotBefore != nil {
+		if nbf := time.Unix(int64(*payload.NotBefore), 0); now.Add(skew).Before(nbf) {
+			return refuse(NotYetValid, "the ID token is not valid before %s (now is %s)", nbf.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+	}
+	if payload.IssuedAt != nil {
+		if iat := time.Unix(int64(*payload.IssuedAt), 0); now.Add(skew).Before(iat) {
+			return refuse(IssuedInFuture, "the ID token was issued in the future (%s, now is %s): check the clocks", iat.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
 }
 
 // provider returns the issuer's cached provider, discovering it when missing or old.

@@ -140,10 +140,20 @@ func (a *agent) loadOrJoin(ctx context.Context) (*identityfile.Identity, error) 
 // handshake, before the token is sent.
 func (a *agent) join(ctx context.Context) (*identityfile.Identity, error) {
 	jp := a.cfg.Keyport.JoinParams
-	if jp.Method != "" && jp.Method != agentJoinMethod {
-		return nil, errs.BadParameterf("%s: keyport.join_params.method %q is not supported for Kubernetes Services yet; use token", a.cfg.Path, jp.Method)
+	method := agentJoinMethod
+	var (
+		token string
+		err   error
+	)
+	switch jp.Method {
+	case "", agentJoinMethod:
+		token, err = resolveJoinToken(jp.TokenName)
+	case types.JoinMethodKubernetes:
+		method = types.JoinMethodKubernetes
+		token, err = serviceAccountJoin(jp.TokenName)
+	default:
+		err = errs.BadParameterf("keyport.join_params.method %q is not supported for Kubernetes Services (want token or kubernetes)", jp.Method)
 	}
-	token, err := resolveJoinToken(jp.TokenName)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", a.cfg.Path, err)
 	}
@@ -164,7 +174,7 @@ func (a *agent) join(ctx context.Context) (*identityfile.Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	certs, err := clt.JoinHost(ctx, &pb.JoinHostRequest{Token: token, JoinMethod: agentJoinMethod, PublicKeyDer: mustPKIX(key.Public()),
+	certs, err := clt.JoinHost(ctx, &pb.JoinHostRequest{Token: token, JoinMethod: method, PublicKeyDer: mustPKIX(key.Public()),
 		Hostname: a.cfg.Keyport.NodeName, Role: agentRole})
 	if err != nil {
 		return nil, fmt.Errorf("joining the cluster at %s: %w", a.authAddr, trust.explain(err))
@@ -493,6 +503,37 @@ func checkPinned(hostCAs [][]byte, pins []string) error {
 
 // resolveJoinToken returns join_params.token_name: the token itself, or the content of
 // the file it names, so that the secret need not sit in keyport.yaml.
+// Where a pod's service account token is: the default mount, or the file
+// $KUBERNETES_TOKEN_PATH names (a projected token with the cluster name as audience, for
+// tokens of type static_jwks or oidc).
+const (
+	defaultServiceAccountTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	serviceAccountTokenPathEnv     = "KUBERNETES_TOKEN_PATH"
+)
+
+// serviceAccountJoin is JoinHostRequest.token for join method kubernetes: the token
+// resource's name and the pod's service account token, read now (the kubelet rotates
+// it), as "<name>\n<JWT>".
+func serviceAccountJoin(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return "", errs.BadParameterf("keyport.join_params.token_name must name the kubernetes join token (`tctl tokens add --type=kube --join-method=kubernetes --name=…`)")
+	}
+	path := os.Getenv(serviceAccountTokenPathEnv)
+	if path == "" {
+		path = defaultServiceAccountTokenPath
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", errs.BadParameterf("join method kubernetes: reading the pod's service account token: %v (mount a projected token there, or set $%s to its path)", err, serviceAccountTokenPathEnv)
+	}
+	jwt := strings.TrimSpace(string(data))
+	if jwt == "" || strings.ContainsAny(jwt, " \t\r\n") {
+		return "", errs.BadParameterf("join method kubernetes: %s does not hold a service account token", path)
+	}
+	return name + "\n" + jwt, nil
+}
+
 func resolveJoinToken(v string) (string, error) {
 	v = strings.TrimSpace(v)
 	if v == "" {

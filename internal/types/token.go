@@ -1,6 +1,7 @@
 package types
 
 import (
+	"encoding/json"
 	"maps"
 	"net/url"
 	"regexp"
@@ -112,11 +113,27 @@ type BoundKeypairJoin struct {
 
 // KubernetesJoin says which service accounts may join with a kubernetes token.
 type KubernetesJoin struct {
-	// Type is how the service account token is verified. Only in_cluster (a TokenReview
-	// against the cluster the Auth Service runs in) is supported; the field exists so that
-	// Teleport token files, which often carry it, read unchanged.
-	Type  string               `yaml:"type,omitempty" json:"type,omitempty"`
-	Allow []KubernetesJoinRule `yaml:"allow,omitempty" json:"allow,omitempty"`
+	// Type is how the service account token is verified: in_cluster (a TokenReview
+	// through the Kubernetes Service in the Auth Service's process), static_jwks (the
+	// cluster's service-account signing keys, stored here: for the first agent of a
+	// cluster no Keyport reaches yet) or oidc (the cluster's service-account issuer,
+	// read with OIDC discovery). static_jwks and oidc want a projected token whose
+	// audience is the Keyport cluster name.
+	Type       string                `yaml:"type,omitempty" json:"type,omitempty"`
+	Allow      []KubernetesJoinRule  `yaml:"allow,omitempty" json:"allow,omitempty"`
+	StaticJWKS *KubernetesStaticJWKS `yaml:"static_jwks,omitempty" json:"static_jwks,omitempty"`
+	OIDC       *KubernetesOIDC       `yaml:"oidc,omitempty" json:"oidc,omitempty"`
+}
+
+// KubernetesStaticJWKS holds a cluster's service-account signing keys, as the API
+// server publishes them at /openid/v1/jwks (`kubectl get --raw /openid/v1/jwks`).
+type KubernetesStaticJWKS struct {
+	JWKS string `yaml:"jwks,omitempty" json:"jwks,omitempty"`
+}
+
+// KubernetesOIDC names a cluster's service-account issuer (--service-account-issuer).
+type KubernetesOIDC struct {
+	Issuer string `yaml:"issuer,omitempty" json:"issuer,omitempty"`
 }
 
 // KubernetesJoinRule allows one service account, written "namespace:name".
@@ -126,15 +143,17 @@ type KubernetesJoinRule struct {
 
 // Token roles and join methods.
 const (
-	TokenRoleBot            = "Bot"
-	TokenRoleKube           = "Kube"
-	JoinMethodToken         = "token"
-	JoinMethodKubernetes    = "kubernetes"
-	JoinMethodGitHub        = "github"
-	JoinMethodGitLab        = "gitlab"
-	JoinMethodOIDC          = "oidc"
-	JoinMethodBoundKeypair  = "bound_keypair"
-	KubernetesJoinInCluster = "in_cluster"
+	TokenRoleBot             = "Bot"
+	TokenRoleKube            = "Kube"
+	JoinMethodToken          = "token"
+	JoinMethodKubernetes     = "kubernetes"
+	JoinMethodGitHub         = "github"
+	JoinMethodGitLab         = "gitlab"
+	JoinMethodOIDC           = "oidc"
+	JoinMethodBoundKeypair   = "bound_keypair"
+	KubernetesJoinInCluster  = "in_cluster"
+	KubernetesJoinStaticJWKS = "static_jwks"
+	KubernetesJoinOIDC       = "oidc"
 
 	// DefaultBoundKeypairRejoins is a bound_keypair token's rejoin budget by default.
 	DefaultBoundKeypairRejoins = 10
@@ -397,8 +416,33 @@ func (s *TokenSpec) checkKubernetes() error {
 	if k.Type == "" {
 		k.Type = KubernetesJoinInCluster
 	}
-	if k.Type != KubernetesJoinInCluster {
-		return fieldErrorf("spec.kubernetes.type", "unsupported type %q (want in_cluster)", k.Type)
+	switch k.Type {
+	case KubernetesJoinInCluster:
+	case KubernetesJoinStaticJWKS:
+		if k.StaticJWKS == nil || strings.TrimSpace(k.StaticJWKS.JWKS) == "" {
+			return fieldErrorf("spec.kubernetes.static_jwks.jwks", "is required for type static_jwks (the output of `kubectl get --raw /openid/v1/jwks`)")
+		}
+		var set struct {
+			Keys []map[string]any `json:"keys"`
+		}
+		if err := json.Unmarshal([]byte(k.StaticJWKS.JWKS), &set); err != nil || len(set.Keys) == 0 {
+			return fieldErrorf("spec.kubernetes.static_jwks.jwks", "is not a JSON Web Key Set with at least one key (want {\"keys\": [...]})")
+		}
+	case KubernetesJoinOIDC:
+		if k.OIDC == nil || k.OIDC.Issuer == "" {
+			return fieldErrorf("spec.kubernetes.oidc.issuer", "is required for type oidc (the cluster's --service-account-issuer URL)")
+		}
+		if u, err := url.Parse(k.OIDC.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
+			return fieldErrorf("spec.kubernetes.oidc.issuer", "invalid issuer %q (want an https:// URL)", k.OIDC.Issuer)
+		}
+	default:
+		return fieldErrorf("spec.kubernetes.type", "unsupported type %q (want in_cluster, static_jwks or oidc)", k.Type)
+	}
+	if k.StaticJWKS != nil && k.Type != KubernetesJoinStaticJWKS {
+		return fieldErrorf("spec.kubernetes.static_jwks", "is only for type static_jwks")
+	}
+	if k.OIDC != nil && k.Type != KubernetesJoinOIDC {
+		return fieldErrorf("spec.kubernetes.oidc", "is only for type oidc")
 	}
 	for i, rule := range k.Allow {
 		p := indexPath("spec.kubernetes.allow", i) + ".service_account"

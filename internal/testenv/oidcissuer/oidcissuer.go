@@ -116,6 +116,22 @@ func Start(t testing.TB, opts Options) *Issuer {
 	return is
 }
 
+// JWKS is the issuer's current key set as JSON (what a static_jwks token stores).
+func (is *Issuer) JWKS(t testing.TB) string {
+	t.Helper()
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	var set jose.JSONWebKeySet
+	for _, k := range is.keys {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.key.Public(), KeyID: k.id, Algorithm: "ES256", Use: "sig"})
+	}
+	b, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // RunnerURL is ACTIONS_ID_TOKEN_REQUEST_URL for a job of this issuer (the runner adds
 // "&audience=…", so the URL carries a query already, as GitHub's does).
 func (is *Issuer) RunnerURL() string { return is.srv.URL + "/runner/token?api-version=2.0" }
