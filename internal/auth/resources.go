@@ -261,9 +261,10 @@ func (s *Server) putToken(ctx context.Context, actor Actor, t *types.Token, mode
 	if t.Spec.JoinMethod == types.JoinMethodToken {
 		t.Metadata.Name = HashToken(t.Metadata.Name)
 	}
-	// A secret (method token) or a kubernetes token expires in an hour unless it says
-	// otherwise; the rules of the CI methods and a bound key are meant to last.
-	if t.Metadata.Expires == nil && (t.Spec.JoinMethod == types.JoinMethodToken || t.Spec.JoinMethod == types.JoinMethodKubernetes) {
+	// A secret (method token) expires in an hour unless it says otherwise; the other
+	// methods' tokens hold rules or a bound key and are meant to last (pods rejoin
+	// whenever they are rescheduled). `tctl tokens add` gives them the --ttl asked for.
+	if t.Metadata.Expires == nil && t.Spec.JoinMethod == types.JoinMethodToken {
 		exp := s.cfg.Clock.Now().Add(DefaultTokenTTL).UTC()
 		t.Metadata.Expires = &exp
 	}

@@ -39,11 +39,14 @@ func TestAgentKubernetesJoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: "agent-join"}},
-		Spec: types.TokenSpec{Roles: []string{types.TokenRoleKube}, JoinMethod: types.JoinMethodKubernetes, Kubernetes: &types.KubernetesJoin{
-			Type: types.KubernetesJoinStaticJWKS, StaticJWKS: &types.KubernetesStaticJWKS{JWKS: string(jwks)},
-			Allow: []types.KubernetesJoinRule{{ServiceAccount: ns + ":keyport-agent"}}}}}
-	createResource(t, s.admin, tok)
+	jwksFile := writeFile(t, filepath.Join(t.TempDir(), "jwks.json"), string(jwks))
+	if out, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", s.env.ConfigPath(), "tokens", "add", "--type=kube", "--join-method=kubernetes",
+		"--kubernetes-type=static_jwks", "--jwks-file="+jwksFile, "--name=agent-join", "--allow-service-account="+ns+":keyport-agent").CombinedOutput(); err != nil {
+		t.Fatalf("tctl tokens add: %v\n%s", err, out)
+	}
+	if r, err := s.admin.GetResource(ctx, &pb.GetResourceRequest{Kind: types.KindToken, Name: "agent-join"}); err != nil || !strings.Contains(string(r.GetJson()), "static_jwks") {
+		t.Fatalf("the token: %v %v", r, err)
+	}
 
 	// projected returns a token the API server issues for service account sa, bound to
 	// a new pod and with the Keyport cluster name as audience, as the chart projects it.

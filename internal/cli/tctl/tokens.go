@@ -3,6 +3,7 @@ package tctl
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ func (e *env) tokensCmd() *cobra.Command {
 		allow, rules                   []string
 		ttl                            time.Duration
 		ghesHost, domain, issuer, aud  string
+		kubeType, jwksFile             string
 	)
 	add := &cobra.Command{
 		Use:   "add --type=bot|kube",
@@ -30,6 +32,21 @@ func (e *env) tokensCmd() *cobra.Command {
 		RunE: e.run(func(ctx context.Context, clt *client.Client, cmd *cobra.Command, _ []string) error {
 			if typ == "" {
 				return common.UsageErrorf("--type is required (bot or kube)")
+			}
+			if joinMethod == types.JoinMethodKubernetes && kubeType != "" && kubeType != types.KubernetesJoinInCluster {
+				tok, err := kubeToken(typ, botName, name, kubeType, jwksFile, issuer, allow, ttl, cmd.Flags().Changed("ttl"))
+				if err != nil {
+					return err
+				}
+				p, err := toPB(tok)
+				if err != nil {
+					return err
+				}
+				if _, err := clt.CreateResource(ctx, &pb.CreateResourceRequest{Resource: p}); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdio.Out, "The %s join token %q (join method kubernetes, type %s) has been created.\n", typ, tok.GetName(), kubeType)
+				return nil
 			}
 			switch joinMethod {
 			case types.JoinMethodGitHub, types.JoinMethodGitLab, types.JoinMethodOIDC:
@@ -78,7 +95,9 @@ func (e *env) tokensCmd() *cobra.Command {
 	add.Flags().StringArrayVar(&rules, "rule", nil, "for github, gitlab and oidc: one allow rule, claim=glob[,claim=glob…] (repeatable; a rule matches when all its claims do)")
 	add.Flags().StringVar(&ghesHost, "enterprise-server-host", "", "for github: the GitHub Enterprise Server host")
 	add.Flags().StringVar(&domain, "domain", "", "for gitlab: a self-managed GitLab's domain")
-	add.Flags().StringVar(&issuer, "issuer", "", "for oidc: the issuer URL")
+	add.Flags().StringVar(&issuer, "issuer", "", "for oidc, and kubernetes with --kubernetes-type=oidc: the issuer URL")
+	add.Flags().StringVar(&kubeType, "kubernetes-type", "", "for kubernetes: in_cluster (default; a TokenReview), static_jwks (--jwks-file) or oidc (--issuer)")
+	add.Flags().StringVar(&jwksFile, "jwks-file", "", "for kubernetes with --kubernetes-type=static_jwks: the cluster's key set (kubectl get --raw /openid/v1/jwks > FILE)")
 	add.Flags().StringVar(&aud, "audience", "", "for github, gitlab and oidc: the audience ID tokens carry (default: the cluster name)")
 	ls := &cobra.Command{
 		Use:   "ls",
@@ -209,4 +228,39 @@ func setFields(i int, m map[string]string, fields map[string]*string) error {
 		*f = v
 	}
 	return nil
+}
+
+// kubeToken builds a kubernetes token of type static_jwks or oidc from tctl tokens
+// add's flags.
+func kubeToken(typ, bot, name, kubeType, jwksFile, issuer string, allow []string, ttl time.Duration, ttlSet bool) (*types.Token, error) {
+	if name == "" {
+		return nil, common.UsageErrorf("--name is required for join method kubernetes")
+	}
+	k := &types.KubernetesJoin{Type: kubeType}
+	for _, a := range allow {
+		k.Allow = append(k.Allow, types.KubernetesJoinRule{ServiceAccount: a})
+	}
+	switch kubeType {
+	case types.KubernetesJoinStaticJWKS:
+		if jwksFile == "" {
+			return nil, common.UsageErrorf("--jwks-file is required for --kubernetes-type=static_jwks (kubectl get --raw /openid/v1/jwks > FILE)")
+		}
+		data, err := os.ReadFile(jwksFile)
+		if err != nil {
+			return nil, fmt.Errorf("--jwks-file: %w", err)
+		}
+		k.StaticJWKS = &types.KubernetesStaticJWKS{JWKS: strings.TrimSpace(string(data))}
+	case types.KubernetesJoinOIDC:
+		k.OIDC = &types.KubernetesOIDC{Issuer: issuer}
+	}
+	t := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: name}},
+		Spec: types.TokenSpec{Roles: []string{typ}, BotName: bot, JoinMethod: types.JoinMethodKubernetes, Kubernetes: k}}
+	if ttlSet {
+		exp := time.Now().Add(ttl).UTC()
+		t.Metadata.Expires = &exp
+	}
+	if err := t.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
