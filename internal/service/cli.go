@@ -19,7 +19,7 @@ import (
 func Main(args []string, stdio common.IO) int {
 	var g common.Globals
 	root := common.NewRoot("keyport", "Keyport access plane daemon", &g, stdio)
-	var cfgPath string
+	var cfgPath, nodeName string
 	start := &cobra.Command{
 		Use:   "start",
 		Short: "Start the Keyport services named in the config file",
@@ -30,6 +30,10 @@ func Main(args []string, stdio common.IO) int {
 			if err != nil {
 				return err
 			}
+			if nodeName != "" {
+				// A pod's name, given by the Helm chart: one host identity per pod.
+				cfg.Keyport.NodeName = nodeName
+			}
 			logger := newLogger(cfg, g.Debug, stdio)
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
@@ -38,6 +42,7 @@ func Main(args []string, stdio common.IO) int {
 		},
 	}
 	start.Flags().StringVarP(&cfgPath, "config", "c", "", "path to keyport.yaml (default $KEYPORT_CONFIG or "+config.DefaultPath+")")
+	start.Flags().StringVar(&nodeName, "nodename", "", "this process's name, overriding keyport.nodename (the Helm chart passes the pod's name)")
 	configure := &cobra.Command{
 		Use:   "configure",
 		Short: "Print a commented sample keyport.yaml",
