@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	pb "github.com/keyport/keyport/api/gen/keyportv1"
+	"github.com/keyport/keyport/internal/testenv"
+)
+
+// TestHelmAgentChart: `helm install` of keyport-kube-agent (kubernetes join, static_jwks)
+// on the real control plane creates its objects; then the built keyport runs exactly as
+// the chart's pod would — the keyport.yaml of the chart's ConfigMap, the projected token
+// a TokenRequest issues for the chart's ServiceAccount bound to the chart's (kwok) pod —
+// with two substitutions a process outside a pod needs: data_dir is a temporary
+// directory, and the in-cluster credentials (kube_cluster_name) become a kubeconfig
+// holding a token of the chart's ServiceAccount. The agent so holds only the chart's
+// ClusterRole, not cluster-admin. The cluster appears in tctl kube ls, and kubectl get,
+// exec and logs -f work through Keyport.
+func TestHelmAgentChart(t *testing.T) {
+	ctx := context.Background()
+	s := newAgentSetup(t)
+	cs := s.kube.Clientset.CoreV1()
+	const ns, release = "keyport", "agent"
+	dir := t.TempDir()
+	jwks, err := cs.RESTClient().Get().AbsPath("/openid/v1/jwks").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwksFile := writeFile(t, filepath.Join(dir, "jwks.json"), string(jwks))
+	sa := release + "-keyport-kube-agent"
+	if out, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", s.env.ConfigPath(), "tokens", "add", "--type=kube", "--join-method=kubernetes",
+		"--kubernetes-type=static_jwks", "--jwks-file="+jwksFile, "--name=agents", "--allow-service-account="+ns+":"+sa).CombinedOutput(); err != nil {
+		t.Fatalf("tctl tokens add: %v\n%s", err, out)
+	}
+	values := writeFile(t, filepath.Join(dir, "values.yaml"), fmt.Sprintf(`proxyAddr: %s
+caPins: [%q]
+clusterName: %s
+kubeClusterName: in-cluster
+labels: {env: helm}
+joinMethod: kubernetes
+joinTokenName: agents
+kubernetesTokenType: static_jwks
+`, s.env.WebAddr, s.pin, testenv.ClusterName))
+	chart, err := filepath.Abs(filepath.Join(chartsDir, "keyport-kube-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := helm(t, s.kube.KubeconfigPath, "install", release, chart, "-f", values, "--namespace", ns, "--create-namespace"); err != nil {
+		t.Fatalf("helm install: %v\n%s", err, out)
+	}
+	// The chart's objects exist, and its pod runs (kwok runs no container, but the pod
+	// and its service account are real API objects a TokenRequest can bind to).
+	cm, err := cs.ConfigMaps(ns).Get(ctx, sa, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.kube.Clientset.RbacV1().ClusterRoleBindings().Get(ctx, sa, metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := exec.Command("kubectl", "--kubeconfig", s.kube.KubeconfigPath, "-n", ns, "get", "all,events", "-o", "wide").CombinedOutput()
+			t.Logf("namespace %s:\n%s", ns, out)
+		}
+	})
+	waitUntil(t, 30*time.Second, func() bool {
+		pods, err := cs.Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
+		if err != nil || len(pods.Items) != 1 {
+			return false
+		}
+		if p := pods.Items[0]; p.Spec.NodeName == "" {
+			// The test bed runs no scheduler: bind the pod to the kwok node as it would.
+			_ = cs.Pods(ns).Bind(ctx, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name},
+				Target: corev1.ObjectReference{Kind: "Node", Name: s.kube.NodeName}}, metav1.CreateOptions{})
+			return false
+		}
+		if pods.Items[0].Status.Phase != corev1.PodRunning {
+			return false
+		}
+		pod = pods.Items[0]
+		return true
+	})
+	if pod.Spec.ServiceAccountName != sa {
+		t.Fatalf("the chart's pod runs as %q", pod.Spec.ServiceAccountName)
+	}
+	// What the kubelet would mount: the projected join token (audience: the Keyport
+	// cluster name, bound to the pod) and the service account's API credentials.
+	issue := func(aud []string) string {
+		tr, err := cs.ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			Audiences: aud, BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}},
+			metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.Token
+	}
+	joinToken := writeFile(t, filepath.Join(dir, "join-token"), issue([]string{testenv.ClusterName}))
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["in-cluster"] = &clientcmdapi.Cluster{Server: s.kube.APIServerURL, CertificateAuthorityData: s.kube.CAData}
+	kc.AuthInfos["in-cluster"] = &clientcmdapi.AuthInfo{Token: issue(nil)}
+	kc.Contexts["in-cluster"] = &clientcmdapi.Context{Cluster: "in-cluster", AuthInfo: "in-cluster"}
+	kc.CurrentContext = "in-cluster"
+	kcPath := filepath.Join(dir, "sa-kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, kcPath); err != nil {
+		t.Fatal(err)
+	}
+	rendered := cm.Data["keyport.yaml"]
+	cfg := strings.Replace(rendered, "data_dir: /var/lib/keyport", "data_dir: "+filepath.Join(dir, "data"), 1)
+	cfg = strings.Replace(cfg, `kube_cluster_name: "in-cluster"`, "kubeconfig_file: "+kcPath, 1)
+	if cfg == rendered || !strings.Contains(cfg, "kubeconfig_file") {
+		t.Fatalf("the chart's keyport.yaml changed shape:\n%s", rendered)
+	}
+	cfgPath := writeFile(t, filepath.Join(dir, "keyport.yaml"), cfg)
+	cmd := exec.Command(filepath.Join(binDir, "keyport"), "start", "-c", cfgPath, "--nodename", pod.Name)
+	cmd.Env = append(os.Environ(), "KUBERNETES_TOKEN_PATH="+joinToken)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := s.admin.ListKubeClusters(ctx, &pb.ListKubeClustersRequest{})
+		if err == nil && len(resp.GetClusters()) == 1 && resp.GetClusters()[0].GetService() == pod.Name {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the chart's agent did not enrol its cluster within 30s: %v\n%s", err, logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", s.env.ConfigPath(), "kube", "ls").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "in-cluster") || !strings.Contains(string(out), "env=helm") {
+		t.Fatalf("tctl kube ls: %v\n%s", err, out)
+	}
+	user := s.userKubeconfig(t, "alice", "in-cluster")
+	if got := waitKubectl(t, user, "get", "pods", "-A"); !strings.Contains(got, "web-0") || !strings.Contains(got, pod.Name) {
+		t.Fatalf("kubectl get pods -A through the chart's agent:\n%s\n%s", got, logs.String())
+	}
+	kubectlExec(t, user, "true", "through-the-chart")
+	kubectlExec(t, user, "false", "through-the-chart-spdy")
+	tunnelStream(t, user, []string{"logs", "-f", "web-0"}, "chart line", func() { _ = s.kube.AppendPodLog("chart line") })
+}
