@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,11 +15,16 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
+	"github.com/keyport/keyport/internal/tbot"
+	tbotconfig "github.com/keyport/keyport/internal/tbot/config"
+	"github.com/keyport/keyport/internal/tbot/destination"
 	"github.com/keyport/keyport/internal/testenv"
+	"github.com/keyport/keyport/internal/testenv/tools"
 )
 
 // TestHelmAgentChart: `helm install` of keyport-kube-agent (kubernetes join, static_jwks)
@@ -74,7 +80,7 @@ kubernetesTokenType: static_jwks
 	var pod corev1.Pod
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := exec.Command("kubectl", "--kubeconfig", s.kube.KubeconfigPath, "-n", ns, "get", "all,events", "-o", "wide").CombinedOutput()
+			out, _ := exec.Command(tools.Path(t, "kubectl"), "--kubeconfig", s.kube.KubeconfigPath, "-n", ns, "get", "all,events", "-o", "wide").CombinedOutput()
 			t.Logf("namespace %s:\n%s", ns, out)
 		}
 	})
@@ -156,4 +162,108 @@ kubernetesTokenType: static_jwks
 	kubectlExec(t, user, "true", "through-the-chart")
 	kubectlExec(t, user, "false", "through-the-chart-spdy")
 	tunnelStream(t, user, []string{"logs", "-f", "web-0"}, "chart line", func() { _ = s.kube.AppendPodLog("chart line") })
+}
+
+// TestHelmTbotChart: `helm install` of the tbot chart (kubernetes join) creates its
+// objects; tbot then runs as the chart's pod would — the tbot.yaml of the chart's
+// ConfigMap, the service account token a TokenRequest issues for the chart's
+// ServiceAccount bound to the chart's pod, and that account's API credentials (the
+// chart's Role only) for its kubernetes_secret output — joins, and writes its kubeconfig
+// into the chart's Secret; kubectl with that kubeconfig works. (tbot runs in this test's
+// process: outside a pod, the in-cluster API address and credentials are handed to it.)
+func TestHelmTbotChart(t *testing.T) {
+	ctx := context.Background()
+	s := newKubeSetup(t)
+	cs := s.kube.Clientset.CoreV1()
+	const ns, release = "ci", "deploy"
+	sa := release + "-tbot"
+	bot, err := s.admin.CreateBot(ctx, &pb.CreateBotRequest{Name: "chart", Roles: []string{"access", "example-role"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.admin.CreateToken(ctx, &pb.CreateTokenRequest{Type: "bot", BotName: "chart", JoinMethod: "kubernetes",
+		Name: "tbot-in-cluster", AllowServiceAccounts: []string{ns + ":" + sa}, TtlSeconds: 3600}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	values := writeFile(t, filepath.Join(dir, "values.yaml"), fmt.Sprintf(`proxyAddr: %s
+caPins: [%q]
+clusterName: %s
+joinMethod: kubernetes
+joinTokenName: tbot-in-cluster
+kubernetesCluster: %s
+outputSecret: keyport-kubeconfig
+`, s.env.WebAddr, bot.GetHostCaPin(), testenv.ClusterName, guideCluster))
+	chart, err := filepath.Abs(filepath.Join(chartsDir, "tbot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := helm(t, s.kube.KubeconfigPath, "install", release, chart, "-f", values, "--namespace", ns, "--create-namespace"); err != nil {
+		t.Fatalf("helm install: %v\n%s", err, out)
+	}
+	cm, err := cs.ConfigMaps(ns).Get(ctx, sa, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	waitUntil(t, 30*time.Second, func() bool {
+		pods, err := cs.Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
+		if err != nil || len(pods.Items) != 1 {
+			return false
+		}
+		if p := pods.Items[0]; p.Spec.NodeName == "" {
+			_ = cs.Pods(ns).Bind(ctx, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name},
+				Target: corev1.ObjectReference{Kind: "Node", Name: s.kube.NodeName}}, metav1.CreateOptions{})
+			return false
+		}
+		pod = pods.Items[0]
+		return pod.Status.Phase == corev1.PodRunning
+	})
+	tr, err := cs.ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saToken := tr.Status.Token
+	cfg, err := tbotconfig.Parse("tbot.yaml", []byte(cm.Data["tbot.yaml"]))
+	if err != nil {
+		t.Fatalf("the chart's tbot.yaml: %v\n%s", err, cm.Data["tbot.yaml"])
+	}
+	cfg.Oneshot, cfg.DiagAddr = true, ""
+	hc, err := rest.HTTPClientFor(&rest.Config{Host: s.kube.APIServerURL, TLSClientConfig: rest.TLSClientConfig{CAData: s.kube.CAData}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("POD_NAMESPACE", ns)
+	b, err := tbot.New(tbot.Options{Config: cfg, KubernetesTokenPath: writeFile(t, filepath.Join(dir, "token"), saToken),
+		KubeAPI: &destination.KubeAPI{URL: s.kube.APIServerURL, Client: hc, Token: func() (string, error) { return saToken, nil }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.OneShot(ctx); err != nil {
+		t.Fatalf("tbot as the chart's pod: %v", err)
+	}
+	sec, err := cs.Secrets(ns).Get(ctx, "keyport-kubeconfig", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeFile(t, filepath.Join(dir, "kubeconfig.yaml"), string(sec.Data["kubeconfig.yaml"]))
+	if out, err := kubectl(t, path, "get", "pods", "-A"); err != nil || !strings.Contains(out, "web-0") {
+		t.Fatalf("kubectl with the chart Secret's kubeconfig: %v\n%s", err, out)
+	}
+	// The chart's Role reaches that one Secret only.
+	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "not-tbots"}, StringData: map[string]string{"k": "v"}}
+	if _, err := cs.Secrets(ns).Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.kube.APIServerURL+"/api/v1/namespaces/"+ns+"/secrets/not-tbots", nil)
+	req.Header.Set("Authorization", "Bearer "+saToken)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("the chart's service account read another Secret: %s", resp.Status)
+	}
 }
