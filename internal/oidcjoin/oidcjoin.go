@@ -184,7 +184,7 @@ func (v *Verifier) VerifyStatic(jwks, audience, raw string) (map[string]any, err
 	for i, a := range Algorithms {
 		algs[i] = jose.SignatureAlgorithm(a)
 	}
-	jws, err := jose.ParseSigned(raw, algs)
+	jws, err := jose.ParseSignedCompact(raw, algs)
 	if err != nil {
 		return nil, refuse(Malformed, "the token is invalid: %v", err)
 	}
