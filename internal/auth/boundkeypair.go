@@ -82,21 +82,7 @@ func (s *Server) BoundKeypairChallenge(ctx context.Context, addr, name string) (
 }
 
 func (s *Server) boundKeypairToken(ctx context.Context, name string) (*types.Token, error) {
-	r, err := s.GetResource(ctx, types.KindToken, name)
-	if errs.IsNotFound(err) {
-		return nil, errs.AccessDeniedf("there is no join token named %q", name)
-	}
-	if err != nil {
-		return nil, err
-	}
-	tok := r.(*types.Token)
-	if tok.Spec.JoinMethod != types.JoinMethodBoundKeypair || tok.Spec.BoundKeypair == nil {
-		return nil, errs.AccessDeniedf("the join token %q is for join method %s, not bound_keypair", name, tok.Spec.JoinMethod)
-	}
-	if tok.Metadata.Expires != nil && !s.cfg.Clock.Now().Before(*tok.Metadata.Expires) {
-		return nil, errs.AccessDeniedf("the join token %q expired at %s", name, tok.Metadata.Expires.UTC().Format(time.RFC3339))
-	}
-	return tok, nil
+	return s.namedJoinToken(ctx, name, types.JoinMethodBoundKeypair)
 }
 
 // checkBoundKeypairJoin spends the challenge, checks the signature with the bound key

@@ -75,19 +75,9 @@ func (s *Server) checkServiceAccountJoin(ctx context.Context, encoded, role stri
 	if !ok || name == "" || jwt == "" {
 		return nil, errs.AccessDeniedf("join method kubernetes needs the token's name and the pod's service account token (the service account token is read from the file $KUBERNETES_TOKEN_PATH names)")
 	}
-	r, err := s.GetResource(ctx, types.KindToken, name)
-	if errs.IsNotFound(err) {
-		return nil, errs.AccessDeniedf("there is no join token named %q", name)
-	}
+	tok, err := s.namedJoinToken(ctx, name, types.JoinMethodKubernetes)
 	if err != nil {
 		return nil, err
-	}
-	tok := r.(*types.Token)
-	if tok.Spec.JoinMethod != types.JoinMethodKubernetes || tok.Spec.Kubernetes == nil {
-		return nil, errs.AccessDeniedf("the join token %q is not a kubernetes token (its join method is %s)", name, tok.Spec.JoinMethod)
-	}
-	if tok.Metadata.Expires != nil && !s.cfg.Clock.Now().Before(*tok.Metadata.Expires) {
-		return nil, errs.AccessDeniedf("the join token %q expired at %s", name, tok.Metadata.Expires.UTC().Format(time.RFC3339))
 	}
 	if !slices.Contains(tok.Spec.Roles, role) || (role == types.TokenRoleBot && tok.Spec.BotName == "") {
 		return nil, errs.AccessDeniedf("the join token %q is not a %s token", name, strings.ToLower(role))
@@ -154,4 +144,24 @@ func (s *Server) checkServiceAccountJoin(ctx context.Context, encoded, role stri
 		return nil, errs.AccessDeniedf("service account %q is not allowed to join with token %q (it is not in the token's spec.kubernetes.allow)", sa, name)
 	}
 	return &kubernetesJoin{token: tok, serviceAccount: sa, pod: pod, cluster: cluster}, nil
+}
+
+// namedJoinToken returns the token resource name of a secretless join method: it must
+// exist, be of method, and not have expired.
+func (s *Server) namedJoinToken(ctx context.Context, name, method string) (*types.Token, error) {
+	r, err := s.GetResource(ctx, types.KindToken, name)
+	if errs.IsNotFound(err) {
+		return nil, errs.AccessDeniedf("there is no join token named %q", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	tok := r.(*types.Token)
+	if tok.Spec.JoinMethod != method {
+		return nil, errs.AccessDeniedf("the join token %q is for join method %s, not %s", name, tok.Spec.JoinMethod, method)
+	}
+	if tok.Metadata.Expires != nil && !s.cfg.Clock.Now().Before(*tok.Metadata.Expires) {
+		return nil, errs.AccessDeniedf("the join token %q expired at %s", name, tok.Metadata.Expires.UTC().Format(time.RFC3339))
+	}
+	return tok, nil
 }

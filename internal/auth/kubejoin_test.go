@@ -114,7 +114,7 @@ func TestKubernetesJoin(t *testing.T) {
 		{"no name", "kubernetes", "\ngood", "needs the token's name"},
 		{"unknown token", "kubernetes", "nope\ngood", `there is no join token named "nope"`},
 		{"expired", "kubernetes", "short\ngood", `the join token "short" expired at`},
-		{"token-method token by its stored name", "kubernetes", HashToken(secret) + "\ngood", "is not a kubernetes token (its join method is token)"},
+		{"token-method token by its stored name", "kubernetes", HashToken(secret) + "\ngood", "is for join method token, not kubernetes"},
 		{"kubernetes token name as a secret", "token", "k8s-join", "the join token is not valid"},
 		{"unknown method", "iam", "x", `unknown join method "iam"`},
 	}
@@ -159,14 +159,7 @@ func TestKubeHostJoin(t *testing.T) {
 	key, _ := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
 	jwks := cluster.JWKS(t)
 	put := func(name string, k *types.KubernetesJoin) {
-		tok := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: name}},
-			Spec: types.TokenSpec{Roles: []string{types.TokenRoleKube}, JoinMethod: types.JoinMethodKubernetes, Kubernetes: k}}
-		if err := tok.CheckAndSetDefaults(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.putToken(ctx, Actor{}, tok, CreateOnly); err != nil {
-			t.Fatal(err)
-		}
+		putJoinToken(t, s, name, types.TokenRoleKube, "", types.JoinMethodKubernetes, types.TokenSpec{Kubernetes: k})
 	}
 	allow := []types.KubernetesJoinRule{{ServiceAccount: "keyport:agent"}}
 	put("static", &types.KubernetesJoin{Type: types.KubernetesJoinStaticJWKS, Allow: allow, StaticJWKS: &types.KubernetesStaticJWKS{JWKS: jwks}})

@@ -38,19 +38,9 @@ func (s *Server) checkCIJoin(ctx context.Context, method, encoded string) (*ciJo
 		return nil, detail, errs.AccessDeniedf("join method %s needs the token's name and the platform's ID token (tbot: onboarding.token names the token)", method)
 	}
 	detail["token"] = name
-	r, err := s.GetResource(ctx, types.KindToken, name)
-	if errs.IsNotFound(err) {
-		return nil, detail, errs.AccessDeniedf("there is no join token named %q", name)
-	}
+	tok, err := s.namedJoinToken(ctx, name, method)
 	if err != nil {
 		return nil, detail, err
-	}
-	tok := r.(*types.Token)
-	if tok.Spec.JoinMethod != method {
-		return nil, detail, errs.AccessDeniedf("the join token %q is for join method %s, not %s", name, tok.Spec.JoinMethod, method)
-	}
-	if tok.Metadata.Expires != nil && !s.cfg.Clock.Now().Before(*tok.Metadata.Expires) {
-		return nil, detail, errs.AccessDeniedf("the join token %q expired at %s", name, tok.Metadata.Expires.UTC().Format(time.RFC3339))
 	}
 	issuer, audience := tok.Spec.Issuer(), tok.Spec.Audience()
 	if audience == "" {

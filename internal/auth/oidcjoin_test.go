@@ -24,14 +24,7 @@ func ciTokens(t *testing.T, s *Server, is *oidcissuer.Issuer) {
 		t.Fatal(err)
 	}
 	bot := func(name, method string, spec types.TokenSpec) {
-		spec.Roles, spec.BotName, spec.JoinMethod = []string{types.TokenRoleBot}, "ci", method
-		tok := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: name}}, Spec: spec}
-		if err := tok.CheckAndSetDefaults(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.putToken(ctx, Actor{}, tok, CreateOnly); err != nil {
-			t.Fatal(err)
-		}
+		putJoinToken(t, s, name, types.TokenRoleBot, "ci", method, spec)
 	}
 	bot("gh", types.JoinMethodGitHub, types.TokenSpec{GitHub: &types.GitHubJoin{EnterpriseServerHost: is.Host,
 		Allow: []types.GitHubRule{{Repository: "org/repo-*", Ref: "refs/heads/main"}, {Repository: "org/deploy", Environment: "prod"}}}})
@@ -96,14 +89,7 @@ func TestCIJoinRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	put := func(name, method string, spec types.TokenSpec) {
-		spec.Roles, spec.BotName, spec.JoinMethod = []string{types.TokenRoleBot}, "ci", method
-		tok := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: name}}, Spec: spec}
-		if err := tok.CheckAndSetDefaults(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.putToken(ctx, Actor{}, tok, CreateOnly); err != nil {
-			t.Fatal(err)
-		}
+		putJoinToken(t, s, name, types.TokenRoleBot, "ci", method, spec)
 	}
 	put("gl", types.JoinMethodGitLab, types.TokenSpec{GitLab: &types.GitLabJoin{Domain: is.Host,
 		Allow: []types.GitLabRule{{ProjectPath: "group/app", RefProtected: "true"}, {ProjectPath: "group/repo-*", Environment: "prod"}}}})
@@ -136,17 +122,8 @@ func TestCIJoinRefusals(t *testing.T) {
 	if _, _, err := s.CreateBot(ctx, Actor{}, types.NewBot("locked", "access"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	put2 := func(name string, spec types.TokenSpec) {
-		spec.Roles, spec.BotName, spec.JoinMethod = []string{types.TokenRoleBot}, "locked", types.JoinMethodGitLab
-		tok := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: name}}, Spec: spec}
-		if err := tok.CheckAndSetDefaults(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.putToken(ctx, Actor{}, tok, CreateOnly); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put2("gl-locked", types.TokenSpec{GitLab: &types.GitLabJoin{Domain: is.Host, Allow: []types.GitLabRule{{ProjectPath: "group/app"}}}})
+	putJoinToken(t, s, "gl-locked", types.TokenRoleBot, "locked", types.JoinMethodGitLab,
+		types.TokenSpec{GitLab: &types.GitLabJoin{Domain: is.Host, Allow: []types.GitLabRule{{ProjectPath: "group/app"}}}})
 
 	cases := []struct {
 		name, method, token, msg string
@@ -222,15 +199,8 @@ func BenchmarkGitHubJoin(b *testing.B) {
 	if _, _, err := s.CreateBot(ctx, Actor{}, types.NewBot("ci", "access"), time.Hour); err != nil {
 		b.Fatal(err)
 	}
-	tok := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: "gh"}},
-		Spec: types.TokenSpec{Roles: []string{types.TokenRoleBot}, BotName: "ci", JoinMethod: types.JoinMethodGitHub,
-			GitHub: &types.GitHubJoin{EnterpriseServerHost: ghes.Host, Allow: []types.GitHubRule{{Repository: "org/*", Ref: "refs/heads/main"}}}}}
-	if err := tok.CheckAndSetDefaults(); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.putToken(ctx, Actor{}, tok, CreateOnly); err != nil {
-		b.Fatal(err)
-	}
+	putJoinToken(b, s, "gh", types.TokenRoleBot, "ci", types.JoinMethodGitHub,
+		types.TokenSpec{GitHub: &types.GitHubJoin{EnterpriseServerHost: ghes.Host, Allow: []types.GitHubRule{{Repository: "org/*", Ref: "refs/heads/main"}}}})
 	key, _ := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
 	c := oidcissuer.GitHubClaims("org/repo", "refs/heads/main", "")
 	c["aud"] = s.ClusterName()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyport/keyport/internal/backend/sqlite"
 	"github.com/keyport/keyport/internal/clock"
+	"github.com/keyport/keyport/internal/types"
 )
 
 // newTestServer starts an Auth Server for cluster keyport.example.com on a fresh SQLite
@@ -28,4 +29,17 @@ func newTestServer(t testing.TB, cfg Config) (*Server, *clock.Fake) {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s, clk
+}
+
+// putJoinToken stores token resource name: role, bot and method over spec's method block.
+func putJoinToken(t testing.TB, s *Server, name, role, bot, method string, spec types.TokenSpec) {
+	t.Helper()
+	spec.Roles, spec.BotName, spec.JoinMethod = []string{role}, bot, method
+	tok := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: name}}, Spec: spec}
+	if err := tok.CheckAndSetDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.putToken(context.Background(), Actor{}, tok, CreateOnly); err != nil {
+		t.Fatal(err)
+	}
 }

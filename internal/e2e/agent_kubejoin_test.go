@@ -35,15 +35,7 @@ func TestAgentKubernetesJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The cluster's keys, as `kubectl get --raw /openid/v1/jwks` prints them.
-	jwks, err := cs.RESTClient().Get().AbsPath("/openid/v1/jwks").DoRaw(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwksFile := writeFile(t, filepath.Join(t.TempDir(), "jwks.json"), string(jwks))
-	if out, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", s.env.ConfigPath(), "tokens", "add", "--type=kube", "--join-method=kubernetes",
-		"--kubernetes-type=static_jwks", "--jwks-file="+jwksFile, "--name=agent-join", "--allow-service-account="+ns+":keyport-agent").CombinedOutput(); err != nil {
-		t.Fatalf("tctl tokens add: %v\n%s", err, out)
-	}
+	staticJWKSToken(t, s, "agent-join", ns+":keyport-agent")
 	if r, err := s.admin.GetResource(ctx, &pb.GetResourceRequest{Kind: types.KindToken, Name: "agent-join"}); err != nil || !strings.Contains(string(r.GetJson()), "static_jwks") {
 		t.Fatalf("the token: %v %v", r, err)
 	}

@@ -24,6 +24,7 @@ import (
 	tbotconfig "github.com/keyport/keyport/internal/tbot/config"
 	"github.com/keyport/keyport/internal/tbot/destination"
 	"github.com/keyport/keyport/internal/testenv"
+	"github.com/keyport/keyport/internal/testenv/kubeenv"
 	"github.com/keyport/keyport/internal/testenv/tools"
 )
 
@@ -42,16 +43,8 @@ func TestHelmAgentChart(t *testing.T) {
 	cs := s.kube.Clientset.CoreV1()
 	const ns, release = "keyport", "agent"
 	dir := t.TempDir()
-	jwks, err := cs.RESTClient().Get().AbsPath("/openid/v1/jwks").DoRaw(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwksFile := writeFile(t, filepath.Join(dir, "jwks.json"), string(jwks))
 	sa := release + "-keyport-kube-agent"
-	if out, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", s.env.ConfigPath(), "tokens", "add", "--type=kube", "--join-method=kubernetes",
-		"--kubernetes-type=static_jwks", "--jwks-file="+jwksFile, "--name=agents", "--allow-service-account="+ns+":"+sa).CombinedOutput(); err != nil {
-		t.Fatalf("tctl tokens add: %v\n%s", err, out)
-	}
+	staticJWKSToken(t, s, "agents", ns+":"+sa)
 	values := writeFile(t, filepath.Join(dir, "values.yaml"), fmt.Sprintf(`proxyAddr: %s
 caPins: [%q]
 clusterName: %s
@@ -77,30 +70,7 @@ kubernetesTokenType: static_jwks
 	if _, err := s.kube.Clientset.RbacV1().ClusterRoleBindings().Get(ctx, sa, metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var pod corev1.Pod
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := exec.Command(tools.Path(t, "kubectl"), "--kubeconfig", s.kube.KubeconfigPath, "-n", ns, "get", "all,events", "-o", "wide").CombinedOutput()
-			t.Logf("namespace %s:\n%s", ns, out)
-		}
-	})
-	waitUntil(t, 30*time.Second, func() bool {
-		pods, err := cs.Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
-		if err != nil || len(pods.Items) != 1 {
-			return false
-		}
-		if p := pods.Items[0]; p.Spec.NodeName == "" {
-			// The test bed runs no scheduler: bind the pod to the kwok node as it would.
-			_ = cs.Pods(ns).Bind(ctx, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name},
-				Target: corev1.ObjectReference{Kind: "Node", Name: s.kube.NodeName}}, metav1.CreateOptions{})
-			return false
-		}
-		if pods.Items[0].Status.Phase != corev1.PodRunning {
-			return false
-		}
-		pod = pods.Items[0]
-		return true
-	})
+	pod := chartPod(t, s.kube, ns, release)
 	if pod.Spec.ServiceAccountName != sa {
 		t.Fatalf("the chart's pod runs as %q", pod.Spec.ServiceAccountName)
 	}
@@ -205,20 +175,7 @@ outputSecret: keyport-kubeconfig
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pod corev1.Pod
-	waitUntil(t, 30*time.Second, func() bool {
-		pods, err := cs.Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
-		if err != nil || len(pods.Items) != 1 {
-			return false
-		}
-		if p := pods.Items[0]; p.Spec.NodeName == "" {
-			_ = cs.Pods(ns).Bind(ctx, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name},
-				Target: corev1.ObjectReference{Kind: "Node", Name: s.kube.NodeName}}, metav1.CreateOptions{})
-			return false
-		}
-		pod = pods.Items[0]
-		return pod.Status.Phase == corev1.PodRunning
-	})
+	pod := chartPod(t, s.kube, ns, release)
 	tr, err := cs.ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
 		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}}, metav1.CreateOptions{})
 	if err != nil {
@@ -265,5 +222,50 @@ outputSecret: keyport-kubeconfig
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("the chart's service account read another Secret: %s", resp.Status)
+	}
+}
+
+// chartPod waits until the one pod of a release runs, binding it to the kwok node as
+// the scheduler the test bed lacks would.
+func chartPod(t *testing.T, k *kubeenv.Env, ns, release string) corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	cs := k.Clientset.CoreV1()
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := exec.Command(tools.Path(t, "kubectl"), "--kubeconfig", k.KubeconfigPath, "-n", ns, "get", "all,events", "-o", "wide").CombinedOutput()
+			t.Logf("namespace %s:\n%s", ns, out)
+		}
+	})
+	var pod corev1.Pod
+	waitUntil(t, 30*time.Second, func() bool {
+		pods, err := cs.Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
+		if err != nil || len(pods.Items) != 1 {
+			return false
+		}
+		if p := pods.Items[0]; p.Spec.NodeName == "" {
+			_ = cs.Pods(ns).Bind(ctx, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name},
+				Target: corev1.ObjectReference{Kind: "Node", Name: k.NodeName}}, metav1.CreateOptions{})
+			return false
+		}
+		pod = pods.Items[0]
+		return pod.Status.Phase == corev1.PodRunning
+	})
+	return pod
+}
+
+// staticJWKSToken makes, with the built tctl, kube join token name of type static_jwks
+// holding the control plane's service account keys (kubectl get --raw /openid/v1/jwks)
+// and allowing service account sa ("namespace:name").
+func staticJWKSToken(t *testing.T, s *agentSetup, name, sa string) {
+	t.Helper()
+	jwks, err := s.kube.Clientset.CoreV1().RESTClient().Get().AbsPath("/openid/v1/jwks").DoRaw(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwksFile := writeFile(t, filepath.Join(t.TempDir(), "jwks.json"), string(jwks))
+	if out, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", s.env.ConfigPath(), "tokens", "add", "--type=kube", "--join-method=kubernetes",
+		"--kubernetes-type=static_jwks", "--jwks-file="+jwksFile, "--name="+name, "--allow-service-account="+sa).CombinedOutput(); err != nil {
+		t.Fatalf("tctl tokens add: %v\n%s", err, out)
 	}
 }

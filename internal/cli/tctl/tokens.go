@@ -33,32 +33,32 @@ func (e *env) tokensCmd() *cobra.Command {
 			if typ == "" {
 				return common.UsageErrorf("--type is required (bot or kube)")
 			}
-			if joinMethod == types.JoinMethodKubernetes && kubeType != "" && kubeType != types.KubernetesJoinInCluster {
-				tok, err := kubeToken(typ, botName, name, kubeType, jwksFile, issuer, allow, ttl, cmd.Flags().Changed("ttl"))
-				if err != nil {
-					return err
-				}
-				p, err := toPB(tok)
-				if err != nil {
-					return err
-				}
-				if _, err := clt.CreateResource(ctx, &pb.CreateResourceRequest{Resource: p}); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.stdio.Out, "The %s join token %q (join method kubernetes, type %s) has been created.\n", typ, tok.GetName(), kubeType)
-				return nil
+			// Tokens that hold rules rather than a secret are built here and created as
+			// resources (the server validates them again); they expire only with --ttl.
+			var exp *time.Time
+			if cmd.Flags().Changed("ttl") {
+				t := time.Now().Add(ttl).UTC()
+				exp = &t
 			}
-			switch joinMethod {
-			case types.JoinMethodGitHub, types.JoinMethodGitLab, types.JoinMethodOIDC:
-				var exp *time.Time
-				if cmd.Flags().Changed("ttl") {
-					t := time.Now().Add(ttl).UTC()
-					exp = &t
+			var (
+				tok  *types.Token
+				what string
+				err  error
+			)
+			switch {
+			case joinMethod == types.JoinMethodKubernetes && kubeType != "" && kubeType != types.KubernetesJoinInCluster:
+				tok, err = kubeToken(typ, botName, name, kubeType, jwksFile, issuer, allow, exp)
+				what = "join method kubernetes, type " + kubeType
+			case joinMethod == types.JoinMethodGitHub, joinMethod == types.JoinMethodGitLab, joinMethod == types.JoinMethodOIDC:
+				tok, err = ciToken(typ, botName, joinMethod, name, rules, ghesHost, domain, issuer, aud, exp)
+				if tok != nil {
+					what = "join method " + joinMethod + ", issuer " + tok.Spec.Issuer()
 				}
-				tok, err := ciToken(typ, botName, joinMethod, name, rules, ghesHost, domain, issuer, aud, exp)
-				if err != nil {
-					return err
-				}
+			}
+			if err != nil {
+				return err
+			}
+			if tok != nil {
 				p, err := toPB(tok)
 				if err != nil {
 					return err
@@ -66,7 +66,7 @@ func (e *env) tokensCmd() *cobra.Command {
 				if _, err := clt.CreateResource(ctx, &pb.CreateResourceRequest{Resource: p}); err != nil {
 					return err
 				}
-				fmt.Fprintf(e.stdio.Out, "The %s join token %q (join method %s, issuer %s) has been created.\n", typ, tok.GetName(), joinMethod, tok.Spec.Issuer())
+				fmt.Fprintf(e.stdio.Out, "The %s join token %q (%s) has been created.\n", typ, tok.GetName(), what)
 				if exp == nil {
 					fmt.Fprintf(e.stdio.Out, "It does not expire: it holds rules, not a secret (remove it with tctl tokens rm %s).\n", tok.GetName())
 				}
@@ -232,7 +232,7 @@ func setFields(i int, m map[string]string, fields map[string]*string) error {
 
 // kubeToken builds a kubernetes token of type static_jwks or oidc from tctl tokens
 // add's flags.
-func kubeToken(typ, bot, name, kubeType, jwksFile, issuer string, allow []string, ttl time.Duration, ttlSet bool) (*types.Token, error) {
+func kubeToken(typ, bot, name, kubeType, jwksFile, issuer string, allow []string, exp *time.Time) (*types.Token, error) {
 	if name == "" {
 		return nil, common.UsageErrorf("--name is required for join method kubernetes")
 	}
@@ -255,10 +255,7 @@ func kubeToken(typ, bot, name, kubeType, jwksFile, issuer string, allow []string
 	}
 	t := &types.Token{Header: types.Header{Kind: types.KindToken, Version: types.V2, Metadata: types.Metadata{Name: name}},
 		Spec: types.TokenSpec{Roles: []string{typ}, BotName: bot, JoinMethod: types.JoinMethodKubernetes, Kubernetes: k}}
-	if ttlSet {
-		exp := time.Now().Add(ttl).UTC()
-		t.Metadata.Expires = &exp
-	}
+	t.Metadata.Expires = exp
 	if err := t.CheckAndSetDefaults(); err != nil {
 		return nil, err
 	}
