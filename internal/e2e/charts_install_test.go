@@ -54,19 +54,9 @@ joinMethod: kubernetes
 joinTokenName: agents
 kubernetesTokenType: static_jwks
 `, s.env.WebAddr, s.pin, testenv.ClusterName))
-	chart, err := filepath.Abs(filepath.Join(chartsDir, "keyport-kube-agent"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := helm(t, s.kube.KubeconfigPath, "install", release, chart, "-f", values, "--namespace", ns, "--create-namespace"); err != nil {
-		t.Fatalf("helm install: %v\n%s", err, out)
-	}
 	// The chart's objects exist, and its pod runs (kwok runs no container, but the pod
 	// and its service account are real API objects a TokenRequest can bind to).
-	cm, err := cs.ConfigMaps(ns).Get(ctx, sa, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cm := helmInstall(t, s.kube, "keyport-kube-agent", release, ns, values, sa)
 	if _, err := s.kube.Clientset.RbacV1().ClusterRoleBindings().Get(ctx, sa, metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -164,17 +154,7 @@ joinTokenName: tbot-in-cluster
 kubernetesCluster: %s
 outputSecret: keyport-kubeconfig
 `, s.env.WebAddr, bot.GetHostCaPin(), testenv.ClusterName, guideCluster))
-	chart, err := filepath.Abs(filepath.Join(chartsDir, "tbot"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := helm(t, s.kube.KubeconfigPath, "install", release, chart, "-f", values, "--namespace", ns, "--create-namespace"); err != nil {
-		t.Fatalf("helm install: %v\n%s", err, out)
-	}
-	cm, err := cs.ConfigMaps(ns).Get(ctx, sa, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cm := helmInstall(t, s.kube, "tbot", release, ns, values, sa)
 	pod := chartPod(t, s.kube, ns, release)
 	tr, err := cs.ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
 		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}}, metav1.CreateOptions{})
@@ -268,4 +248,22 @@ func staticJWKSToken(t *testing.T, s *agentSetup, name, sa string) {
 		"--kubernetes-type=static_jwks", "--jwks-file="+jwksFile, "--name="+name, "--allow-service-account="+sa).CombinedOutput(); err != nil {
 		t.Fatalf("tctl tokens add: %v\n%s", err, out)
 	}
+}
+
+// helmInstall installs chart as release in ns with values and returns the ConfigMap the
+// chart renders (named configMap).
+func helmInstall(t *testing.T, k *kubeenv.Env, chart, release, ns, values, configMap string) *corev1.ConfigMap {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join(chartsDir, chart))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := helm(t, k.KubeconfigPath, "install", release, dir, "-f", values, "--namespace", ns, "--create-namespace"); err != nil {
+		t.Fatalf("helm install %s: %v\n%s", chart, err, out)
+	}
+	cm, err := k.Clientset.CoreV1().ConfigMaps(ns).Get(context.Background(), configMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cm
 }
