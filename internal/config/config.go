@@ -108,6 +108,10 @@ type KubeService struct {
 	KubeconfigFile  string            `yaml:"kubeconfig_file"`
 	KubeClusterName string            `yaml:"kube_cluster_name"`
 	Labels          map[string]string `yaml:"labels"`
+	// IdentitySecret keeps an agent's host identity in this Secret of the pod's
+	// namespace ($POD_NAMESPACE) instead of data_dir, written with the service's own
+	// credentials for its cluster, so that a rescheduled pod does not join again.
+	IdentitySecret string `yaml:"identity_secret"`
 }
 
 // Defaults.
@@ -285,6 +289,9 @@ func (f *File) CheckAndSetDefaults() error {
 				return yamlpos.Fieldf(fmt.Sprintf("proxy_service.https_keypairs[%d]", i), "needs cert_file and key_file")
 			}
 		}
+	}
+	if f.Kube.IdentitySecret != "" && f.AuthEnabled() {
+		return yamlpos.Fieldf("kubernetes_service.identity_secret", "is for a Kubernetes Service that joins a cluster (auth_service.enabled: false)")
 	}
 	if f.KubeEnabled() {
 		if f.Kube.KubeconfigFile == "" && f.Kube.KubeClusterName == "" {

@@ -35,8 +35,10 @@ import (
 // with two substitutions a process outside a pod needs: data_dir is a temporary
 // directory, and the in-cluster credentials (kube_cluster_name) become a kubeconfig
 // holding a token of the chart's ServiceAccount. The agent so holds only the chart's
-// ClusterRole, not cluster-admin. The cluster appears in tctl kube ls, and kubectl get,
-// exec and logs -f work through Keyport.
+// ClusterRole (and its Role for the identity Secret), not cluster-admin. The cluster
+// appears in tctl kube ls, and kubectl get, exec and logs -f work through Keyport. The
+// host identity is kept in the chart's Secret: started again without its data_dir (a
+// rescheduled pod), the agent does not join again.
 func TestHelmAgentChart(t *testing.T) {
 	ctx := context.Background()
 	s := newAgentSetup(t)
@@ -92,32 +94,51 @@ kubernetesTokenType: static_jwks
 		t.Fatalf("the chart's keyport.yaml changed shape:\n%s", rendered)
 	}
 	cfgPath := writeFile(t, filepath.Join(dir, "keyport.yaml"), cfg)
-	cmd := exec.Command(filepath.Join(binDir, "keyport"), "start", "-c", cfgPath, "--nodename", pod.Name)
-	cmd.Env = append(os.Environ(), "KUBERNETES_TOKEN_PATH="+joinToken)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := s.admin.ListKubeClusters(ctx, &pb.ListKubeClustersRequest{})
-		if err == nil && len(resp.GetClusters()) == 1 && resp.GetClusters()[0].GetService() == pod.Name {
-			break
+	// start runs the built keyport as the chart's pod; it returns a stop function.
+	start := func() func() {
+		cmd := exec.Command(filepath.Join(binDir, "keyport"), "start", "-c", cfgPath)
+		cmd.Env = append(os.Environ(), "KUBERNETES_TOKEN_PATH="+joinToken, "POD_NAMESPACE="+ns)
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the chart's agent did not enrol its cluster within 30s: %v\n%s", err, logs.String())
+		stop := func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
+		t.Cleanup(stop)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := s.admin.ListKubeClusters(ctx, &pb.ListKubeClustersRequest{})
+			if err == nil && len(resp.GetClusters()) == 1 && resp.GetClusters()[0].GetService() == sa {
+				return stop
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the chart's agent did not enrol its cluster within 30s: %v\n%s", err, logs.String())
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
+	stop := start()
 	out, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", s.env.ConfigPath(), "kube", "ls").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "in-cluster") || !strings.Contains(string(out), "env=helm") {
 		t.Fatalf("tctl kube ls: %v\n%s", err, out)
 	}
 	user := s.userKubeconfig(t, "alice", "in-cluster")
 	if got := waitKubectl(t, user, "get", "pods", "-A"); !strings.Contains(got, "web-0") || !strings.Contains(got, pod.Name) {
-		t.Fatalf("kubectl get pods -A through the chart's agent:\n%s\n%s", got, logs.String())
+		t.Fatalf("kubectl get pods -A through the chart's agent:\n%s", got)
+	}
+	// The host identity is in the chart's Secret: a new pod (no data_dir) does not join
+	// again.
+	if _, err := cs.Secrets(ns).Get(ctx, sa+"-identity", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the identity Secret: %v", err)
+	}
+	stop()
+	if err := os.RemoveAll(filepath.Join(dir, "data")); err != nil {
+		t.Fatal(err)
+	}
+	joins := len(auditJSON(t, s.env.ConfigPath(), "--type=host.join"))
+	start()
+	if n := len(auditJSON(t, s.env.ConfigPath(), "--type=host.join")); n != joins {
+		t.Fatalf("the restarted agent joined again (%d host.join events, was %d)", n, joins)
 	}
 	kubectlExec(t, user, "true", "through-the-chart")
 	kubectlExec(t, user, "false", "through-the-chart-spdy")

@@ -61,6 +61,8 @@ type agent struct {
 	mu     sync.Mutex
 	clt    *client.Client
 	cltFor *identityfile.Identity
+	// store keeps the host identity: a file in data_dir, or a Secret.
+	store identityStore
 }
 
 // newAgent builds the agent and makes sure it has a host identity: the one kept in
@@ -90,6 +92,9 @@ func newAgent(ctx context.Context, p *Process) (*Process, error) {
 		return nil, err
 	}
 	a.kube = ks
+	if a.store, err = a.identityStore(); err != nil {
+		return nil, err
+	}
 	id, err := a.loadOrJoin(ctx)
 	if err != nil {
 		return nil, err
@@ -105,8 +110,8 @@ func (a *agent) identityPath() string { return filepath.Join(a.cfg.Keyport.DataD
 
 // loadOrJoin returns the stored host identity if it is still good, or joins.
 func (a *agent) loadOrJoin(ctx context.Context) (*identityfile.Identity, error) {
-	path := a.identityPath()
-	id, err := identityfile.Read(path)
+	path := a.store.String()
+	id, err := a.store.load(ctx)
 	switch {
 	case errs.IsNotFound(err):
 		return a.join(ctx)
@@ -186,7 +191,7 @@ func (a *agent) join(ctx context.Context) (*identityfile.Identity, error) {
 	if err := checkPinned(id.HostCAs, a.cfg.Keyport.CAPins); err != nil {
 		return nil, err
 	}
-	if err := identityfile.Write(a.identityPath(), id); err != nil {
+	if err := a.store.save(ctx, id); err != nil {
 		return nil, err
 	}
 	a.log.Info("joined the cluster as a Kubernetes Service", "cluster", certs.GetClusterName(), "name", id.Identity.Username, "via", a.authAddr)
@@ -212,7 +217,7 @@ func (a *agent) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := identityfile.Write(a.identityPath(), id); err != nil {
+	if err := a.store.save(ctx, id); err != nil {
 		return err
 	}
 	a.id.Store(id)
