@@ -2,8 +2,8 @@
 # kube-tools.sh installs the real Kubernetes parts that Keyport's tests run against
 # (see ../shared/KUBE.md): etcd from Debian, kube-apiserver and kube-controller-manager
 # built from the Go module proxy, kwok and helm built with `go install`, Debian's
-# chromium for the invite page's browser test, and the upstream e2e.test binary for the
-# conformance tests.
+# chromium for the invite page's browser test, and (KUBE_E2E=1, `make kube-e2e`) the
+# upstream e2e.test binary for the conformance tests.
 # Everything lands in $KEYPORT_CACHE (default $HOME/.cache/keyport); each tool has a
 # version stamp, so a second run does nothing.
 set -euo pipefail
@@ -125,10 +125,11 @@ if ! stamped helm "$want_helm" || [ ! -x "$BIN/helm" ]; then
 fi
 
 # The upstream e2e test binary, for the conformance selection `make test` runs and for
-# `make conformance`: built from the same throwaway module as the control plane, with the
-# same version ldflags (the framework checks them).
+# `make conformance` (KUBE_E2E=1, `make kube-e2e`; the quickstart does not need it): built
+# from the same throwaway module as the control plane, with the same version ldflags (the
+# framework checks them).
 want_e2e="e2e-$K8S_VERSION"
-if ! stamped e2e "$want_e2e" || [ ! -x "$BIN/e2e.test" ]; then
+if [ "${KUBE_E2E:-0}" = 1 ] && { ! stamped e2e "$want_e2e" || [ ! -x "$BIN/e2e.test" ]; }; then
   log "building the e2e test binary $K8S_VERSION (about 16 minutes the first time)"
   mod="$CACHE/build/k8s-$K8S_VERSION"
   [ -f "$mod/go.mod" ] || { log "$mod/go.mod is missing: remove $STAMPS/k8s and run make kube-tools"; exit 1; }

@@ -1,5 +1,5 @@
 // Package conformance runs a selection of the upstream Kubernetes e2e conformance tests
-// (the e2e.test binary `make kube-tools` builds) twice against one real
+// (the e2e.test binary `make kube-e2e` builds) twice against one real
 // control plane: directly with the admin kubeconfig, and through an in-process Keyport
 // with the kubeconfig the built tbot writes for a bot whose role grants system:masters.
 // A test that passes directly but fails through Keyport is a failure of Keyport; a test
