@@ -112,6 +112,7 @@ var samples = map[string]any{
 	pb.AuthService_CreateLock_FullMethodName:            &pb.CreateLockRequest{User: "alice"},
 	pb.AuthService_SignUser_FullMethodName:              &pb.SignUserRequest{User: "alice"},
 	pb.AuthService_JoinBot_FullMethodName:               &pb.JoinBotRequest{Token: "x"},
+	pb.AuthService_ListProxies_FullMethodName:           &pb.ListProxiesRequest{},
 	pb.AuthService_BoundKeypairChallenge_FullMethodName: &pb.BoundKeypairChallengeRequest{TokenName: "x"},
 	pb.AuthService_RenewBot_FullMethodName:              &pb.RenewBotRequest{},
 	pb.AuthService_GenerateBotCerts_FullMethodName:      &pb.GenerateBotCertsRequest{},

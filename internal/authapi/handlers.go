@@ -405,3 +405,15 @@ func (g *handlers) Login(ctx context.Context, req *pb.LoginRequest) (*pb.Certs, 
 	}
 	return g.certs(cert, "", 0), nil
 }
+
+func (g *handlers) ListProxies(ctx context.Context, _ *pb.ListProxiesRequest) (*pb.ListProxiesResponse, error) {
+	ps, err := g.s.Proxies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ListProxiesResponse{}
+	for _, p := range ps {
+		out.Proxies = append(out.Proxies, &pb.Proxy{Name: p.Name, Addr: p.Addr, Clusters: p.Clusters, ExpiresUnix: p.Expires.Unix()})
+	}
+	return out, nil
+}

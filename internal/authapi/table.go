@@ -95,6 +95,7 @@ var Table = map[string]Row{
 	pb.AuthService_SignUser_FullMethodName: {Access: SelfOrRules, Self: signsOwnLogin, Perms: need(types.KindUser, auth.VerbUpdate),
 		Requires: "a user renewing their own login (not from a certificate routed to one kube cluster); else user:update"},
 	pb.AuthService_JoinBot_FullMethodName:               {Access: Credential, Requires: "a bot join token (or the join method's proof)"},
+	pb.AuthService_ListProxies_FullMethodName:           {Access: Authenticated, Requires: "any identity (Kubernetes Services learn where to open tunnels; tctl proxies ls)"},
 	pb.AuthService_BoundKeypairChallenge_FullMethodName: {Access: Public, Requires: "nothing (a single-use challenge for a bound_keypair token; rate-limited per source)"},
 	pb.AuthService_RenewBot_FullMethodName: {Access: Self, Self: renewableBot,
 		Requires: "a bot's renewable identity (its generation is checked by the Auth Service)"},

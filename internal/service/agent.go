@@ -63,6 +63,10 @@ type agent struct {
 	cltFor *identityfile.Identity
 	// store keeps the host identity: a file in data_dir, or a Secret.
 	store identityStore
+	// proxies are the live proxies' tunnel addresses, from the last ListProxies; api is
+	// the one the Auth API client uses now (authAddr until a failover).
+	proxies []string
+	api     string
 }
 
 // newAgent builds the agent and makes sure it has a host identity: the one kept in
@@ -259,7 +263,7 @@ func (a *agent) client() (*client.Client, error) {
 	if a.clt != nil && a.cltFor == id {
 		return a.clt, nil
 	}
-	clt, err := client.New(client.Config{Addr: a.authAddr, Identity: id})
+	clt, err := client.New(client.Config{Addr: a.apiAddr(), Identity: id})
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +284,9 @@ func (a *agent) HeartbeatKubeClusters(ctx context.Context, clusters []*types.Kub
 	for _, c := range clusters {
 		req.Clusters = append(req.Clusters, &pb.KubeCluster{Name: c.GetName(), Labels: c.Metadata.Labels, Service: c.Spec.Service})
 	}
-	_, err = clt.HeartbeatKubeClusters(ctx, req)
+	if _, err = clt.HeartbeatKubeClusters(ctx, req); err != nil && ctx.Err() == nil {
+		a.failover() // the next heartbeat goes through another live proxy
+	}
 	return err
 }
 
@@ -342,19 +348,12 @@ func (a *agent) serve(ctx context.Context, ready chan struct{}) error {
 	var once sync.Once
 	comps = append(comps,
 		runner.Task{Name: "kube-heartbeat", Run: func(ctx context.Context) error { return a.kube.RunHeartbeats(ctx, a) }},
-		runner.Task{Name: "kube-tunnel", Run: func(ctx context.Context) error {
-			return a.kube.RunTunnel(ctx, kube.TunnelConfig{ProxyAddr: proxyAddr, TLS: a.tunnelTLS, Logger: a.log.With("component", "tunnel"), Clock: a.clock,
-				OnState: func(up bool) {
-					a.up.Store(up)
-					if up {
-						a.tunnel.Set(1)
-						if ready != nil {
-							once.Do(func() { close(ready) })
-						}
-					} else {
-						a.tunnel.Set(0)
-					}
-				}})
+		runner.Task{Name: "kube-tunnels", Run: func(ctx context.Context) error {
+			return a.runTunnels(ctx, proxyAddr, func() {
+				if ready != nil {
+					once.Do(func() { close(ready) })
+				}
+			})
 		}},
 		runner.Task{Name: "host-cert-renewal", Run: a.runRenewal},
 	)

@@ -417,6 +417,12 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 			return err
 		}})
 	}
+	if p.cfg.ProxyEnabled() {
+		addr := tunnelAddr(p.Addr("web"), p.cfg.Keyport.NodeName)
+		comps = append(comps, runner.Task{Name: "proxy-heartbeat", Run: func(ctx context.Context) error {
+			return p.runProxyHeartbeats(ctx, addr)
+		}})
+	}
 	if p.cfg.Keyport.DiagAddr != "" {
 		diagL, err := p.listen("diag", p.cfg.Keyport.DiagAddr)
 		if err != nil {

@@ -53,7 +53,12 @@ type options struct {
 	logger     *slog.Logger
 	kube       string
 	oidcClient *http.Client
+	nodeName   string
 }
+
+// WithNodeName names the process (keyport.nodename; default test-node), e.g. for two
+// processes on one backend.
+func WithNodeName(n string) Option { return func(o *options) { o.nodeName = n } }
 
 // WithOIDCClient gives the Auth Service the HTTP client it reaches OIDC issuers with
 // (a test issuer's TLS certificate is in no system root).
@@ -114,6 +119,9 @@ func Start(ctx context.Context, dir string, opts ...Option) (_ *Cluster, err err
 	if o.dataDir == "" {
 		o.dataDir = filepath.Join(dir, "data")
 	}
+	if o.nodeName == "" {
+		o.nodeName = "test-node"
+	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -138,7 +146,7 @@ func Start(ctx context.Context, dir string, opts ...Option) (_ *Cluster, err err
 	}
 	yaml := fmt.Sprintf(`version: v3
 keyport:
-  nodename: test-node
+  nodename: %s
   data_dir: %s
   storage:
 %s  diag_addr: %s
@@ -149,7 +157,7 @@ auth_service:
 proxy_service:
   web_listen_addr: %s
   public_addr: %s
-%s`, o.dataDir, storage, lis["diag"].Addr(), ClusterName, lis["auth"].Addr(), lis["web"].Addr(), lis["web"].Addr(), o.kube)
+%s`, o.nodeName, o.dataDir, storage, lis["diag"].Addr(), ClusterName, lis["auth"].Addr(), lis["web"].Addr(), lis["web"].Addr(), o.kube)
 	cfgPath := filepath.Join(dir, "keyport.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		return nil, err

@@ -2944,6 +2944,154 @@ func (x *JoinHostRequest) GetRole() string {
 	return ""
 }
 
+type ListProxiesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProxiesRequest) Reset() {
+	*x = ListProxiesRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProxiesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProxiesRequest) ProtoMessage() {}
+
+func (x *ListProxiesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProxiesRequest.ProtoReflect.Descriptor instead.
+func (*ListProxiesRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{47}
+}
+
+type Proxy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Clusters      []string               `protobuf:"bytes,3,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	ExpiresUnix   int64                  `protobuf:"varint,4,opt,name=expires_unix,json=expiresUnix,proto3" json:"expires_unix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proxy) Reset() {
+	*x = Proxy{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proxy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proxy) ProtoMessage() {}
+
+func (x *Proxy) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proxy.ProtoReflect.Descriptor instead.
+func (*Proxy) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *Proxy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Proxy) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *Proxy) GetClusters() []string {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+func (x *Proxy) GetExpiresUnix() int64 {
+	if x != nil {
+		return x.ExpiresUnix
+	}
+	return 0
+}
+
+type ListProxiesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proxies       []*Proxy               `protobuf:"bytes,1,rep,name=proxies,proto3" json:"proxies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProxiesResponse) Reset() {
+	*x = ListProxiesResponse{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProxiesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProxiesResponse) ProtoMessage() {}
+
+func (x *ListProxiesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProxiesResponse.ProtoReflect.Descriptor instead.
+func (*ListProxiesResponse) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ListProxiesResponse) GetProxies() []*Proxy {
+	if x != nil {
+		return x.Proxies
+	}
+	return nil
+}
+
 var File_keyport_v1_auth_proto protoreflect.FileDescriptor
 
 const file_keyport_v1_auth_proto_rawDesc = "" +
@@ -3192,7 +3340,15 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"joinMethod\x12$\n" +
 	"\x0epublic_key_der\x18\x03 \x01(\fR\fpublicKeyDer\x12\x1a\n" +
 	"\bhostname\x18\x04 \x01(\tR\bhostname\x12\x12\n" +
-	"\x04role\x18\x05 \x01(\tR\x04role2\x83\x0f\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\"\x14\n" +
+	"\x12ListProxiesRequest\"n\n" +
+	"\x05Proxy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1a\n" +
+	"\bclusters\x18\x03 \x03(\tR\bclusters\x12!\n" +
+	"\fexpires_unix\x18\x04 \x01(\x03R\vexpiresUnix\"B\n" +
+	"\x13ListProxiesResponse\x12+\n" +
+	"\aproxies\x18\x01 \x03(\v2\x11.keyport.v1.ProxyR\aproxies2\xd3\x0f\n" +
 	"\vAuthService\x129\n" +
 	"\x04Ping\x12\x17.keyport.v1.PingRequest\x1a\x18.keyport.v1.PingResponse\x12T\n" +
 	"\rGetClusterCAs\x12 .keyport.v1.GetClusterCAsRequest\x1a!.keyport.v1.GetClusterCAsResponse\x12?\n" +
@@ -3207,6 +3363,7 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\tCreateBot\x12\x1c.keyport.v1.CreateBotRequest\x1a\x1d.keyport.v1.CreateBotResponse\x12?\n" +
 	"\tUpdateBot\x12\x1c.keyport.v1.UpdateBotRequest\x1a\x14.keyport.v1.Resource\x12]\n" +
 	"\x10ListBotInstances\x12#.keyport.v1.ListBotInstancesRequest\x1a$.keyport.v1.ListBotInstancesResponse\x12N\n" +
+	"\vListProxies\x12\x1e.keyport.v1.ListProxiesRequest\x1a\x1f.keyport.v1.ListProxiesResponse\x12N\n" +
 	"\vCreateToken\x12\x1e.keyport.v1.CreateTokenRequest\x1a\x1f.keyport.v1.CreateTokenResponse\x12A\n" +
 	"\n" +
 	"CreateLock\x12\x1d.keyport.v1.CreateLockRequest\x1a\x14.keyport.v1.Resource\x12:\n" +
@@ -3234,7 +3391,7 @@ func file_keyport_v1_auth_proto_rawDescGZIP() []byte {
 	return file_keyport_v1_auth_proto_rawDescData
 }
 
-var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_keyport_v1_auth_proto_goTypes = []any{
 	(*PingRequest)(nil),                   // 0: keyport.v1.PingRequest
 	(*PingResponse)(nil),                  // 1: keyport.v1.PingResponse
@@ -3283,82 +3440,88 @@ var file_keyport_v1_auth_proto_goTypes = []any{
 	(*KubeCanIResponse)(nil),              // 44: keyport.v1.KubeCanIResponse
 	(*LoginRequest)(nil),                  // 45: keyport.v1.LoginRequest
 	(*JoinHostRequest)(nil),               // 46: keyport.v1.JoinHostRequest
-	nil,                                   // 47: keyport.v1.WhoAmIResponse.TraitsEntry
-	nil,                                   // 48: keyport.v1.CreateUserRequest.TraitsEntry
-	nil,                                   // 49: keyport.v1.CreateBotRequest.TraitsEntry
-	nil,                                   // 50: keyport.v1.KubeCluster.LabelsEntry
+	(*ListProxiesRequest)(nil),            // 47: keyport.v1.ListProxiesRequest
+	(*Proxy)(nil),                         // 48: keyport.v1.Proxy
+	(*ListProxiesResponse)(nil),           // 49: keyport.v1.ListProxiesResponse
+	nil,                                   // 50: keyport.v1.WhoAmIResponse.TraitsEntry
+	nil,                                   // 51: keyport.v1.CreateUserRequest.TraitsEntry
+	nil,                                   // 52: keyport.v1.CreateBotRequest.TraitsEntry
+	nil,                                   // 53: keyport.v1.KubeCluster.LabelsEntry
 }
 var file_keyport_v1_auth_proto_depIdxs = []int32{
 	2,  // 0: keyport.v1.GetClusterCAsResponse.cas:type_name -> keyport.v1.CA
-	47, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
+	50, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
 	8,  // 2: keyport.v1.CreateResourceRequest.resource:type_name -> keyport.v1.Resource
 	8,  // 3: keyport.v1.CreateResourceResponse.resource:type_name -> keyport.v1.Resource
 	8,  // 4: keyport.v1.ListResourcesResponse.resources:type_name -> keyport.v1.Resource
-	48, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
-	49, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
+	51, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
+	52, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
 	23, // 7: keyport.v1.ListBotInstancesResponse.instances:type_name -> keyport.v1.BotInstance
-	50, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
+	53, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
 	35, // 9: keyport.v1.HeartbeatKubeClustersRequest.clusters:type_name -> keyport.v1.KubeCluster
 	35, // 10: keyport.v1.ListKubeClustersResponse.clusters:type_name -> keyport.v1.KubeCluster
 	41, // 11: keyport.v1.SearchAuditResponse.events:type_name -> keyport.v1.AuditEvent
-	7,  // 12: keyport.v1.WhoAmIResponse.TraitsEntry.value:type_name -> keyport.v1.StringList
-	7,  // 13: keyport.v1.CreateUserRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
-	7,  // 14: keyport.v1.CreateBotRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
-	0,  // 15: keyport.v1.AuthService.Ping:input_type -> keyport.v1.PingRequest
-	3,  // 16: keyport.v1.AuthService.GetClusterCAs:input_type -> keyport.v1.GetClusterCAsRequest
-	5,  // 17: keyport.v1.AuthService.WhoAmI:input_type -> keyport.v1.WhoAmIRequest
-	9,  // 18: keyport.v1.AuthService.CreateResource:input_type -> keyport.v1.CreateResourceRequest
-	11, // 19: keyport.v1.AuthService.GetResource:input_type -> keyport.v1.GetResourceRequest
-	12, // 20: keyport.v1.AuthService.ListResources:input_type -> keyport.v1.ListResourcesRequest
-	14, // 21: keyport.v1.AuthService.DeleteResource:input_type -> keyport.v1.DeleteResourceRequest
-	16, // 22: keyport.v1.AuthService.CreateUser:input_type -> keyport.v1.CreateUserRequest
-	17, // 23: keyport.v1.AuthService.ResetUser:input_type -> keyport.v1.ResetUserRequest
-	19, // 24: keyport.v1.AuthService.CreateBot:input_type -> keyport.v1.CreateBotRequest
-	21, // 25: keyport.v1.AuthService.UpdateBot:input_type -> keyport.v1.UpdateBotRequest
-	22, // 26: keyport.v1.AuthService.ListBotInstances:input_type -> keyport.v1.ListBotInstancesRequest
-	25, // 27: keyport.v1.AuthService.CreateToken:input_type -> keyport.v1.CreateTokenRequest
-	27, // 28: keyport.v1.AuthService.CreateLock:input_type -> keyport.v1.CreateLockRequest
-	28, // 29: keyport.v1.AuthService.SignUser:input_type -> keyport.v1.SignUserRequest
-	30, // 30: keyport.v1.AuthService.JoinBot:input_type -> keyport.v1.JoinBotRequest
-	31, // 31: keyport.v1.AuthService.BoundKeypairChallenge:input_type -> keyport.v1.BoundKeypairChallengeRequest
-	33, // 32: keyport.v1.AuthService.RenewBot:input_type -> keyport.v1.RenewBotRequest
-	34, // 33: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
-	45, // 34: keyport.v1.AuthService.Login:input_type -> keyport.v1.LoginRequest
-	46, // 35: keyport.v1.AuthService.JoinHost:input_type -> keyport.v1.JoinHostRequest
-	36, // 36: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
-	38, // 37: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
-	43, // 38: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
-	40, // 39: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
-	1,  // 40: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
-	4,  // 41: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
-	6,  // 42: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
-	10, // 43: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
-	8,  // 44: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
-	13, // 45: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
-	15, // 46: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
-	18, // 47: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
-	18, // 48: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
-	20, // 49: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
-	8,  // 50: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
-	24, // 51: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
-	26, // 52: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
-	8,  // 53: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
-	29, // 54: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
-	29, // 55: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
-	32, // 56: keyport.v1.AuthService.BoundKeypairChallenge:output_type -> keyport.v1.BoundKeypairChallengeResponse
-	29, // 57: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
-	29, // 58: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
-	29, // 59: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
-	29, // 60: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
-	37, // 61: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
-	39, // 62: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
-	44, // 63: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
-	42, // 64: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
-	40, // [40:65] is the sub-list for method output_type
-	15, // [15:40] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	48, // 12: keyport.v1.ListProxiesResponse.proxies:type_name -> keyport.v1.Proxy
+	7,  // 13: keyport.v1.WhoAmIResponse.TraitsEntry.value:type_name -> keyport.v1.StringList
+	7,  // 14: keyport.v1.CreateUserRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
+	7,  // 15: keyport.v1.CreateBotRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
+	0,  // 16: keyport.v1.AuthService.Ping:input_type -> keyport.v1.PingRequest
+	3,  // 17: keyport.v1.AuthService.GetClusterCAs:input_type -> keyport.v1.GetClusterCAsRequest
+	5,  // 18: keyport.v1.AuthService.WhoAmI:input_type -> keyport.v1.WhoAmIRequest
+	9,  // 19: keyport.v1.AuthService.CreateResource:input_type -> keyport.v1.CreateResourceRequest
+	11, // 20: keyport.v1.AuthService.GetResource:input_type -> keyport.v1.GetResourceRequest
+	12, // 21: keyport.v1.AuthService.ListResources:input_type -> keyport.v1.ListResourcesRequest
+	14, // 22: keyport.v1.AuthService.DeleteResource:input_type -> keyport.v1.DeleteResourceRequest
+	16, // 23: keyport.v1.AuthService.CreateUser:input_type -> keyport.v1.CreateUserRequest
+	17, // 24: keyport.v1.AuthService.ResetUser:input_type -> keyport.v1.ResetUserRequest
+	19, // 25: keyport.v1.AuthService.CreateBot:input_type -> keyport.v1.CreateBotRequest
+	21, // 26: keyport.v1.AuthService.UpdateBot:input_type -> keyport.v1.UpdateBotRequest
+	22, // 27: keyport.v1.AuthService.ListBotInstances:input_type -> keyport.v1.ListBotInstancesRequest
+	47, // 28: keyport.v1.AuthService.ListProxies:input_type -> keyport.v1.ListProxiesRequest
+	25, // 29: keyport.v1.AuthService.CreateToken:input_type -> keyport.v1.CreateTokenRequest
+	27, // 30: keyport.v1.AuthService.CreateLock:input_type -> keyport.v1.CreateLockRequest
+	28, // 31: keyport.v1.AuthService.SignUser:input_type -> keyport.v1.SignUserRequest
+	30, // 32: keyport.v1.AuthService.JoinBot:input_type -> keyport.v1.JoinBotRequest
+	31, // 33: keyport.v1.AuthService.BoundKeypairChallenge:input_type -> keyport.v1.BoundKeypairChallengeRequest
+	33, // 34: keyport.v1.AuthService.RenewBot:input_type -> keyport.v1.RenewBotRequest
+	34, // 35: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
+	45, // 36: keyport.v1.AuthService.Login:input_type -> keyport.v1.LoginRequest
+	46, // 37: keyport.v1.AuthService.JoinHost:input_type -> keyport.v1.JoinHostRequest
+	36, // 38: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
+	38, // 39: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
+	43, // 40: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
+	40, // 41: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
+	1,  // 42: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
+	4,  // 43: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
+	6,  // 44: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
+	10, // 45: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
+	8,  // 46: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
+	13, // 47: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
+	15, // 48: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
+	18, // 49: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
+	18, // 50: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
+	20, // 51: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
+	8,  // 52: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
+	24, // 53: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
+	49, // 54: keyport.v1.AuthService.ListProxies:output_type -> keyport.v1.ListProxiesResponse
+	26, // 55: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
+	8,  // 56: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
+	29, // 57: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
+	29, // 58: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
+	32, // 59: keyport.v1.AuthService.BoundKeypairChallenge:output_type -> keyport.v1.BoundKeypairChallengeResponse
+	29, // 60: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
+	29, // 61: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
+	29, // 62: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
+	29, // 63: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
+	37, // 64: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
+	39, // 65: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
+	44, // 66: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
+	42, // 67: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
+	42, // [42:68] is the sub-list for method output_type
+	16, // [16:42] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_keyport_v1_auth_proto_init() }
@@ -3372,7 +3535,7 @@ func file_keyport_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyport_v1_auth_proto_rawDesc), len(file_keyport_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   51,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

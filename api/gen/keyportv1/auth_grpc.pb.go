@@ -39,6 +39,7 @@ const (
 	AuthService_CreateBot_FullMethodName             = "/keyport.v1.AuthService/CreateBot"
 	AuthService_UpdateBot_FullMethodName             = "/keyport.v1.AuthService/UpdateBot"
 	AuthService_ListBotInstances_FullMethodName      = "/keyport.v1.AuthService/ListBotInstances"
+	AuthService_ListProxies_FullMethodName           = "/keyport.v1.AuthService/ListProxies"
 	AuthService_CreateToken_FullMethodName           = "/keyport.v1.AuthService/CreateToken"
 	AuthService_CreateLock_FullMethodName            = "/keyport.v1.AuthService/CreateLock"
 	AuthService_SignUser_FullMethodName              = "/keyport.v1.AuthService/SignUser"
@@ -76,6 +77,9 @@ type AuthServiceClient interface {
 	CreateBot(ctx context.Context, in *CreateBotRequest, opts ...grpc.CallOption) (*CreateBotResponse, error)
 	UpdateBot(ctx context.Context, in *UpdateBotRequest, opts ...grpc.CallOption) (*Resource, error)
 	ListBotInstances(ctx context.Context, in *ListBotInstancesRequest, opts ...grpc.CallOption) (*ListBotInstancesResponse, error)
+	// ListProxies lists the live proxies: where Kubernetes Services open their reverse
+	// tunnels, and which clusters each one's tunnels carry.
+	ListProxies(ctx context.Context, in *ListProxiesRequest, opts ...grpc.CallOption) (*ListProxiesResponse, error)
 	// Join tokens.
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
 	// Locks.
@@ -238,6 +242,16 @@ func (c *authServiceClient) ListBotInstances(ctx context.Context, in *ListBotIns
 	return out, nil
 }
 
+func (c *authServiceClient) ListProxies(ctx context.Context, in *ListProxiesRequest, opts ...grpc.CallOption) (*ListProxiesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListProxiesResponse)
+	err := c.cc.Invoke(ctx, AuthService_ListProxies_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *authServiceClient) CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateTokenResponse)
@@ -390,6 +404,9 @@ type AuthServiceServer interface {
 	CreateBot(context.Context, *CreateBotRequest) (*CreateBotResponse, error)
 	UpdateBot(context.Context, *UpdateBotRequest) (*Resource, error)
 	ListBotInstances(context.Context, *ListBotInstancesRequest) (*ListBotInstancesResponse, error)
+	// ListProxies lists the live proxies: where Kubernetes Services open their reverse
+	// tunnels, and which clusters each one's tunnels carry.
+	ListProxies(context.Context, *ListProxiesRequest) (*ListProxiesResponse, error)
 	// Join tokens.
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
 	// Locks.
@@ -467,6 +484,9 @@ func (UnimplementedAuthServiceServer) UpdateBot(context.Context, *UpdateBotReque
 }
 func (UnimplementedAuthServiceServer) ListBotInstances(context.Context, *ListBotInstancesRequest) (*ListBotInstancesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListBotInstances not implemented")
+}
+func (UnimplementedAuthServiceServer) ListProxies(context.Context, *ListProxiesRequest) (*ListProxiesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListProxies not implemented")
 }
 func (UnimplementedAuthServiceServer) CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CreateToken not implemented")
@@ -740,6 +760,24 @@ func _AuthService_ListBotInstances_Handler(srv interface{}, ctx context.Context,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AuthServiceServer).ListBotInstances(ctx, req.(*ListBotInstancesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_ListProxies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListProxiesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ListProxies(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ListProxies_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ListProxies(ctx, req.(*ListProxiesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1032,6 +1070,10 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListBotInstances",
 			Handler:    _AuthService_ListBotInstances_Handler,
+		},
+		{
+			MethodName: "ListProxies",
+			Handler:    _AuthService_ListProxies_Handler,
 		},
 		{
 			MethodName: "CreateToken",

@@ -60,7 +60,7 @@ func Main(args []string, stdio common.IO) int {
 	root.AddCommand(
 		e.statusCmd(),
 		e.createCmd(), e.getCmd(), e.rmCmd(), e.editCmd(),
-		e.usersCmd(), e.botsCmd(), e.tokensCmd(),
+		e.usersCmd(), e.botsCmd(), e.tokensCmd(), e.proxiesCmd(),
 		e.kubeCmd(), e.lockCmd(), e.authCmd(), e.auditCmd(),
 	)
 	return common.Run(root, args, stdio)
