@@ -43,6 +43,8 @@ type agentSetup struct {
 	env   *testenv.Env
 	admin *client.Client
 	pin   string
+	// web is the proxy agents dial (env's unless set).
+	web string
 }
 
 func newAgentSetup(t *testing.T) *agentSetup {
@@ -55,7 +57,7 @@ func newAgentSetup(t *testing.T) *agentSetup {
 	if _, err := admin.CreateUser(ctx, &pb.CreateUserRequest{Name: "alice", Roles: []string{"example-role"}}); err != nil {
 		t.Fatal(err)
 	}
-	return &agentSetup{kube: k, env: env, admin: admin, pin: tlsca.Pin(env.Process.Auth.HostCA().Cert)}
+	return &agentSetup{kube: k, env: env, admin: admin, pin: tlsca.Pin(env.Process.Auth.HostCA().Cert), web: env.WebAddr}
 }
 
 func (s *agentSetup) kubeToken(t *testing.T) string {
@@ -87,7 +89,7 @@ kubernetes_service:
   enabled: true
   kubeconfig_file: %s
   labels: {env: nat, agent: %s}
-`, node, filepath.Join(dir, "data"), s.env.WebAddr, token, pin, extra, kubeconfigPath, node)
+`, node, filepath.Join(dir, "data"), s.web, token, pin, extra, kubeconfigPath, node)
 	path := filepath.Join(dir, "keyport.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

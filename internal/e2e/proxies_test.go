@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -10,10 +14,13 @@ import (
 	"time"
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
+	"github.com/keyport/keyport/internal/client"
 	"github.com/keyport/keyport/internal/identityfile"
 	"github.com/keyport/keyport/internal/kubeconfig"
+	"github.com/keyport/keyport/internal/service"
 	"github.com/keyport/keyport/internal/testenv"
 	"github.com/keyport/keyport/internal/testenv/etcdtest"
+	"github.com/keyport/keyport/internal/testenv/freeport"
 	"github.com/keyport/keyport/internal/tlsca"
 )
 
@@ -31,7 +38,7 @@ func TestTwoProxiesOneAgent(t *testing.T) {
 	b := testenv.New(t, storage, testenv.WithNodeName("proxy-b"))
 	admin := a.AdminClient()
 	createResource(t, admin, guideExampleRole())
-	s := &agentSetup{kube: k, env: a, admin: admin, pin: tlsca.Pin(a.Process.Auth.HostCA().Cert)}
+	s := &agentSetup{kube: k, env: a, admin: admin, pin: tlsca.Pin(a.Process.Auth.HostCA().Cert), web: a.WebAddr}
 	startAgent(t, s.agentConfig(t, t.TempDir(), "edge-1", s.kubeToken(t), s.pin, k.KubeconfigPath, ""))
 
 	// Both proxies carry a tunnel for the cluster.
@@ -55,8 +62,8 @@ func TestTwoProxiesOneAgent(t *testing.T) {
 	if _, err := admin.CreateUser(ctx, &pb.CreateUserRequest{Name: "alice", Roles: []string{"example-role"}}); err != nil {
 		t.Fatal(err)
 	}
-	viaA := kubeconfigVia(t, a, signIdentity(t, admin, "alice"))
-	viaB := kubeconfigVia(t, b, signIdentity(t, admin, "alice"))
+	viaA := kubeconfigVia(t, a.WebAddr, signIdentity(t, admin, "alice"))
+	viaB := kubeconfigVia(t, b.WebAddr, signIdentity(t, admin, "alice"))
 	for _, kc := range []string{viaA, viaB} {
 		if got := waitKubectl(t, kc, "get", "pods", "-A"); !strings.Contains(got, "web-0") {
 			t.Fatalf("kubectl get pods -A:\n%s", got)
@@ -82,18 +89,188 @@ func TestTwoProxiesOneAgent(t *testing.T) {
 	t.Logf("reachable through the other proxy %v after the first stopped", took.Round(time.Millisecond))
 }
 
-// kubeconfigVia is a kubeconfig for the guide's cluster through env's proxy.
-func kubeconfigVia(t *testing.T, env *testenv.Env, id *identityfile.Identity) string {
+// kubeconfigVia is a kubeconfig for the guide's cluster through the proxy at web.
+func kubeconfigVia(t *testing.T, web string, id *identityfile.Identity) string {
 	t.Helper()
 	keyPEM, err := tlsca.EncodeKeyPEM(id.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := kubeconfig.Build(kubeconfig.Params{ProxyAddr: env.WebAddr, ClusterName: testenv.ClusterName, HostCAPEM: id.HostCAs[0],
+	cfg := kubeconfig.Build(kubeconfig.Params{ProxyAddr: web, ClusterName: testenv.ClusterName, HostCAPEM: id.HostCAs[0],
 		Clusters: []kubeconfig.Cluster{{ContextName: testenv.ClusterName + "-" + guideCluster, KubeCluster: guideCluster}}, CertPEM: id.CertPEM, KeyPEM: keyPEM})
 	data, err := kubeconfig.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return writeFile(t, filepath.Join(t.TempDir(), "kubeconfig.yaml"), string(data))
+}
+
+// keyportProc is a built keyport running as its own process.
+type keyportProc struct {
+	cfg, dataDir, web, auth string
+	cmd                     *exec.Cmd
+	logs                    *bytes.Buffer
+}
+
+// startKeyportProc runs the built keyport (auth and proxy) named name on etcd prefix.
+func startKeyportProc(t *testing.T, name, etcd, prefix string) *keyportProc {
+	t.Helper()
+	ports, err := freeport.Ports(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := &keyportProc{dataDir: filepath.Join(dir, "data"), web: fmt.Sprintf("127.0.0.1:%d", ports[0]), auth: fmt.Sprintf("127.0.0.1:%d", ports[1]), logs: &bytes.Buffer{}}
+	p.cfg = writeFile(t, filepath.Join(dir, "keyport.yaml"), fmt.Sprintf(`version: v3
+keyport:
+  nodename: %s
+  data_dir: %s
+  storage:
+%s  diag_addr: 127.0.0.1:%d
+auth_service:
+  cluster_name: %s
+  listen_addr: %s
+proxy_service:
+  web_listen_addr: %s
+  public_addr: %s
+`, name, p.dataDir, etcdStorage(etcd, prefix), ports[2], testenv.ClusterName, p.auth, p.web, p.web))
+	p.cmd = exec.Command(filepath.Join(binDir, "keyport"), "start", "-c", p.cfg)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", p.cfg, "status").CombinedOutput()
+		if err == nil {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keyport %s did not start: %v\n%s\n%s", name, err, out, p.logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// admin is an Auth API client with the process's local admin identity.
+func (p *keyportProc) admin(t *testing.T) *client.Client {
+	t.Helper()
+	id, err := identityfile.Read(filepath.Join(p.dataDir, service.AdminIdentityFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clt, err := client.New(client.Config{Addr: p.auth, Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = clt.Close() })
+	return clt
+}
+
+// TestProxyFailoverKill: two keyport processes (each a full keyport) on a real etcd and
+// one tunnelled agent. kubectl get, exec, logs -f and port-forward work through each
+// proxy. Then the proxy the agent first dialled is killed with SIGKILL while a bounded
+// load of small GETs runs through the other: requests succeed again within 5 s (here
+// none fails), and every request that got a 2xx answer has its kube.request event in
+// the audit log.
+func TestProxyFailoverKill(t *testing.T) {
+	ctx := context.Background()
+	k := startGuideControlPlane(t)
+	etcd := etcdtest.Start(t)
+	a := startKeyportProc(t, "proxy-a", etcd, "/kill")
+	b := startKeyportProc(t, "proxy-b", etcd, "/kill")
+	admin := a.admin(t)
+	createResource(t, admin, guideExampleRole())
+	if _, err := admin.CreateUser(ctx, &pb.CreateUserRequest{Name: "alice", Roles: []string{"example-role"}}); err != nil {
+		t.Fatal(err)
+	}
+	ping, err := admin.Ping(ctx, &pb.PingRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &agentSetup{kube: k, admin: admin, pin: ping.GetHostCaPin(), web: a.web}
+	startAgent(t, s.agentConfig(t, t.TempDir(), "edge-1", s.kubeToken(t), s.pin, k.KubeconfigPath, ""))
+	waitUntil(t, 15*time.Second, func() bool {
+		resp, err := admin.ListProxies(ctx, &pb.ListProxiesRequest{})
+		if err != nil || len(resp.GetProxies()) != 2 {
+			return false
+		}
+		for _, p := range resp.GetProxies() {
+			if !slices.Contains(p.GetClusters(), guideCluster) {
+				return false
+			}
+		}
+		return true
+	})
+	alice := signIdentity(t, admin, "alice")
+	for _, web := range []string{a.web, b.web} {
+		kc := kubeconfigVia(t, web, alice)
+		if got := waitKubectl(t, kc, "get", "pods", "-A"); !strings.Contains(got, "web-0") {
+			t.Fatalf("kubectl get pods -A via %s:\n%s", web, got)
+		}
+		kubectlExec(t, kc, "true", "exec-via-"+web)
+		tunnelStream(t, kc, []string{"logs", "-f", "web-0"}, "line via "+web, func() { _ = k.AppendPodLog("line via " + web) })
+		tunnelPortForward(t, kc)
+	}
+
+	// A bounded load (about 20 GETs a second) through b while a is killed.
+	hc := kubeHTTP(t, alice, alice.HostCAs[0])
+	url := "https://" + b.web + "/v1/kube/" + guideCluster + "/api/v1/namespaces/default/pods/web-0"
+	type result struct {
+		at time.Time
+		ok bool
+	}
+	var results []result
+	killAt := time.Now().Add(2 * time.Second)
+	killed := false
+	for end := killAt.Add(6 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if !killed && time.Now().After(killAt) {
+			if err := a.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+		}
+		resp, err := hc.Get(url)
+		r := result{at: time.Now()}
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			r.ok = resp.StatusCode == http.StatusOK
+		}
+		results = append(results, r)
+	}
+	var oks int
+	var lastFail time.Time
+	for _, r := range results {
+		if r.ok {
+			oks++
+		} else {
+			lastFail = r.at
+		}
+	}
+	if !lastFail.IsZero() && lastFail.Sub(killAt) > 5*time.Second {
+		t.Fatalf("GETs through the other proxy still failed %v after the kill", lastFail.Sub(killAt))
+	}
+	t.Logf("%d GETs through proxy-b, %d answered 200; last failure %v", len(results), oks, map[bool]any{true: "none", false: lastFail.Sub(killAt)}[lastFail.IsZero()])
+
+	// Every 2xx has its kube.request event (b's, stored in etcd).
+	bAdmin := b.admin(t)
+	var got int
+	waitUntil(t, 5*time.Second, func() bool {
+		resp, err := bAdmin.SearchAudit(ctx, &pb.SearchAuditRequest{User: "alice", Type: "kube.request", Limit: 100000})
+		if err != nil {
+			return false
+		}
+		got = 0
+		for _, e := range resp.GetEvents() {
+			if bytes.Contains(e.GetJson(), []byte("/api/v1/namespaces/default/pods/web-0")) && bytes.Contains(e.GetJson(), []byte(`"status":200`)) {
+				got++
+			}
+		}
+		return got >= oks
+	})
+	if got < oks {
+		t.Fatalf("%d GETs answered 200 but %d kube.request events record them", oks, got)
+	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // proxyRefresh is how often an agent asks which proxies are alive.
-const proxyRefresh = 2 * time.Second
+const proxyRefresh = 5 * time.Second
 
 // runTunnels keeps a reverse tunnel to every live proxy: to bootstrap (keyport.
 // proxy_server, or the proxy the Auth Service names) at first, then to each proxy the
