@@ -42,18 +42,7 @@ func TestTwoProxiesOneAgent(t *testing.T) {
 	startAgent(t, s.agentConfig(t, t.TempDir(), "edge-1", s.kubeToken(t), s.pin, k.KubeconfigPath, ""))
 
 	// Both proxies carry a tunnel for the cluster.
-	waitUntil(t, 15*time.Second, func() bool {
-		resp, err := admin.ListProxies(ctx, &pb.ListProxiesRequest{})
-		if err != nil || len(resp.GetProxies()) != 2 {
-			return false
-		}
-		for _, p := range resp.GetProxies() {
-			if !slices.Contains(p.GetClusters(), guideCluster) {
-				return false
-			}
-		}
-		return true
-	})
+	waitTunnelsOnEveryProxy(t, admin, 2)
 	out, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", a.ConfigPath(), "proxies", "ls").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "proxy-a") || !strings.Contains(string(out), "proxy-b") || strings.Count(string(out), guideCluster) != 2 {
 		t.Fatalf("tctl proxies ls: %v\n%s", err, out)
@@ -191,18 +180,7 @@ func TestProxyFailoverKill(t *testing.T) {
 	}
 	s := &agentSetup{kube: k, admin: admin, pin: ping.GetHostCaPin(), web: a.web}
 	startAgent(t, s.agentConfig(t, t.TempDir(), "edge-1", s.kubeToken(t), s.pin, k.KubeconfigPath, ""))
-	waitUntil(t, 15*time.Second, func() bool {
-		resp, err := admin.ListProxies(ctx, &pb.ListProxiesRequest{})
-		if err != nil || len(resp.GetProxies()) != 2 {
-			return false
-		}
-		for _, p := range resp.GetProxies() {
-			if !slices.Contains(p.GetClusters(), guideCluster) {
-				return false
-			}
-		}
-		return true
-	})
+	waitTunnelsOnEveryProxy(t, admin, 2)
 	alice := signIdentity(t, admin, "alice")
 	for _, web := range []string{a.web, b.web} {
 		kc := kubeconfigVia(t, web, alice)
@@ -273,4 +251,22 @@ func TestProxyFailoverKill(t *testing.T) {
 	if got < oks {
 		t.Fatalf("%d GETs answered 200 but %d kube.request events record them", oks, got)
 	}
+}
+
+// waitTunnelsOnEveryProxy waits until n proxies are live and each carries a tunnel for
+// the guide's cluster.
+func waitTunnelsOnEveryProxy(t *testing.T, admin *client.Client, n int) {
+	t.Helper()
+	waitUntil(t, 15*time.Second, func() bool {
+		resp, err := admin.ListProxies(context.Background(), &pb.ListProxiesRequest{})
+		if err != nil || len(resp.GetProxies()) != n {
+			return false
+		}
+		for _, p := range resp.GetProxies() {
+			if !slices.Contains(p.GetClusters(), guideCluster) {
+				return false
+			}
+		}
+		return true
+	})
 }
