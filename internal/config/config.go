@@ -94,6 +94,10 @@ type ProxyService struct {
 	WebListenAddr string    `yaml:"web_listen_addr"`
 	PublicAddr    string    `yaml:"public_addr"`
 	HTTPSKeypairs []Keypair `yaml:"https_keypairs"`
+	// TunnelPublicAddr is where Kubernetes Services reach this proxy itself (not a load
+	// balancer in front of several) for a reverse tunnel; default: the web listener, or
+	// nodename with its port when it listens on every address.
+	TunnelPublicAddr string `yaml:"tunnel_public_addr"`
 }
 
 // Keypair is a certificate and key on disk.

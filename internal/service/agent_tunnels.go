@@ -15,8 +15,8 @@ import (
 const proxyRefresh = 5 * time.Second
 
 // runTunnels keeps a reverse tunnel to every live proxy: to bootstrap (keyport.
-// proxy_server, or the proxy the Auth Service names) at first, then to each proxy the
-// Auth API lists, refreshed every proxyRefresh; a proxy that stops heartbeating loses
+// proxy_server, or the proxy the Auth Service names) always, and to each proxy the Auth
+// API lists, refreshed every proxyRefresh; a listed proxy that stops heartbeating loses
 // its tunnel. Any proxy can so reach this service's clusters, and when one dies the
 // others already hold tunnels. onUp runs when a first tunnel is up.
 func (a *agent) runTunnels(ctx context.Context, bootstrap string, onUp func()) error {
@@ -75,7 +75,10 @@ func (a *agent) runTunnels(ctx context.Context, bootstrap string, onUp func()) e
 			}
 		}
 		for addr, r := range tunnels {
-			if !slices.Contains(addrs, addr) {
+			// The tunnel to keyport.proxy_server stays: it may be a load balancer's
+			// address, which no proxy lists; a second tunnel to one proxy is harmless
+			// (a proxy uses the newest open tunnel of a cluster).
+			if addr != bootstrap && !slices.Contains(addrs, addr) {
 				a.log.Info("closing the tunnel to a proxy that is gone", "proxy", addr)
 				r.cancel()
 				delete(tunnels, addr)

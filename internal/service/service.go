@@ -418,7 +418,10 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 		}})
 	}
 	if p.cfg.ProxyEnabled() {
-		addr := tunnelAddr(p.Addr("web"), p.cfg.Keyport.NodeName)
+		addr := p.cfg.Proxy.TunnelPublicAddr
+		if addr == "" {
+			addr = tunnelAddr(p.Addr("web"), p.cfg.Keyport.NodeName)
+		}
 		comps = append(comps, runner.Task{Name: "proxy-heartbeat", Run: func(ctx context.Context) error {
 			return p.runProxyHeartbeats(ctx, addr)
 		}})
