@@ -119,12 +119,9 @@ func New(cfg Config) *Verifier {
 
 // Verify checks raw as an ID token of issuer for audience and returns its claims.
 func (v *Verifier) Verify(ctx context.Context, issuer, audience, raw string) (map[string]any, error) {
-	hdr, payload, err := peek(raw)
+	hdr, payload, err := peekSigned(raw, "ID token")
 	if err != nil {
 		return nil, err
-	}
-	if !slices.Contains(Algorithms, hdr.Alg) {
-		return nil, refuse(Algorithm, "the ID token's signature algorithm %q is refused: only asymmetric algorithms (%s) are accepted", hdr.Alg, strings.Join(Algorithms, ", "))
 	}
 	if payload.Issuer != issuer {
 		return nil, refuse(WrongIssuer, "the ID token was issued by %q, but the join token trusts %q", payload.Issuer, issuer)
@@ -160,12 +157,9 @@ func (v *Verifier) Verify(ctx context.Context, issuer, audience, raw string) (ma
 // account keys, stored in a join token) for audience, with the same algorithm and time
 // rules as Verify; the issuer is not checked (the keys say who signed).
 func (v *Verifier) VerifyStatic(jwks, audience, raw string) (map[string]any, error) {
-	hdr, payload, err := peek(raw)
+	hdr, payload, err := peekSigned(raw, "token")
 	if err != nil {
 		return nil, err
-	}
-	if !slices.Contains(Algorithms, hdr.Alg) {
-		return nil, refuse(Algorithm, "the token's signature algorithm %q is refused: only asymmetric algorithms (%s) are accepted", hdr.Alg, strings.Join(Algorithms, ", "))
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal([]byte(jwks), &set); err != nil {
@@ -294,6 +288,19 @@ type unverified struct {
 
 // maxTokenLen bounds what is parsed: a CI platform's ID token is a few KiB.
 const maxTokenLen = 16 << 10
+
+// peekSigned is peek, refusing at once a token whose algorithm is not one of
+// Algorithms; what names the token in the message.
+func peekSigned(raw, what string) (*header, *unverified, error) {
+	hdr, payload, err := peek(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !slices.Contains(Algorithms, hdr.Alg) {
+		return nil, nil, refuse(Algorithm, "the %s's signature algorithm %q is refused: only asymmetric algorithms (%s) are accepted", what, hdr.Alg, strings.Join(Algorithms, ", "))
+	}
+	return hdr, payload, nil
+}
 
 // peek decodes a compact JWS's header and payload without verifying anything.
 func peek(raw string) (*header, *unverified, error) {
