@@ -10,8 +10,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
 	"github.com/keyport/keyport/internal/client"
@@ -21,6 +24,7 @@ import (
 	"github.com/keyport/keyport/internal/testenv"
 	"github.com/keyport/keyport/internal/testenv/etcdtest"
 	"github.com/keyport/keyport/internal/testenv/freeport"
+	"github.com/keyport/keyport/internal/testenv/kubeenv"
 	"github.com/keyport/keyport/internal/tlsca"
 )
 
@@ -59,6 +63,7 @@ func TestTwoProxiesOneAgent(t *testing.T) {
 		}
 	}
 	kubectlExec(t, viaB, "true", "through-b")
+	measurePaths(t, k, a.WebAddr, b.WebAddr, signIdentity(t, admin, "alice"))
 
 	// The proxy the agent dialled stops; the other one serves the cluster at once.
 	a.Stop()
@@ -269,4 +274,63 @@ func waitTunnelsOnEveryProxy(t *testing.T, admin *client.Client, n int) {
 		}
 		return true
 	})
+}
+
+// measurePaths logs, for the note of a change, the latency (p50, p99) and this
+// process's CPU per small GET directly to the API server and through each proxy, in
+// interleaved rounds. With a tunnel to every proxy there is no cross-proxy hop: both
+// proxies' columns are the tunnelled path. Nothing here asserts a time.
+func measurePaths(t *testing.T, k *kubeenv.Env, webA, webB string, id *identityfile.Identity) {
+	t.Helper()
+	direct, err := rest.HTTPClientFor(k.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	via := kubeHTTP(t, id, id.HostCAs[0])
+	const pod = "/api/v1/namespaces/default/pods/web-0"
+	paths := []struct {
+		name string
+		hc   *http.Client
+		url  string
+	}{
+		{"direct", direct, k.APIServerURL + pod},
+		{"proxy-a", via, "https://" + webA + "/v1/kube/" + guideCluster + pod},
+		{"proxy-b", via, "https://" + webB + "/v1/kube/" + guideCluster + pod},
+	}
+	lat := make([][]time.Duration, len(paths))
+	cpu := make([]time.Duration, len(paths))
+	for round := 0; round < 10; round++ {
+		for i, p := range paths {
+			before := processCPU()
+			for n := 0; n < 30; n++ {
+				start := time.Now()
+				resp, err := p.hc.Get(p.url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("%s: %s", p.name, resp.Status)
+				}
+				lat[i] = append(lat[i], time.Since(start))
+			}
+			cpu[i] += processCPU() - before
+		}
+	}
+	for i, p := range paths {
+		slices.Sort(lat[i])
+		n := len(lat[i])
+		t.Logf("%-8s p50 %v p99 %v, CPU of this process per GET %v (client, proxies and agent in process)",
+			p.name, lat[i][n/2].Round(10*time.Microsecond), lat[i][n*99/100].Round(10*time.Microsecond), (cpu[i] / time.Duration(n)).Round(time.Microsecond))
+	}
+}
+
+// processCPU is this process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
