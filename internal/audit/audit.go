@@ -49,6 +49,8 @@ const (
 	APIDenied    = "api.denied"
 	SessionStart = "session.start"
 	SessionEnd   = "session.end"
+	// SessionUpload: a session's recording was stored (or, unsuccessful, stays pending).
+	SessionUpload = "session.upload"
 )
 
 // Event is one audit record. Fields holds what is specific to the type.

@@ -1,0 +1,540 @@
+package recording
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/keyport/keyport/internal/audit"
+	"github.com/keyport/keyport/internal/clock"
+)
+
+// Info is what the index keeps of one recording: the session, how it ended and where
+// its recording is.
+type Info struct {
+	Meta
+	End      time.Time     `json:"end"`
+	Duration time.Duration `json:"duration"`
+	// ExitCode is the command's exit code; -1 when the session ended without one.
+	ExitCode int   `json:"exit_code"`
+	BytesIn  int64 `json:"bytes_in"`
+	BytesOut int64 `json:"bytes_out"`
+	// Status: complete; gap (the recording misses part of the session, Error says why);
+	// incomplete (the proxy stopped mid-session: the recording ends at its last event).
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+	// URL is where the store keeps the recording.
+	URL  string `json:"url,omitempty"`
+	Size int64  `json:"size"`
+}
+
+// Recording statuses.
+const (
+	StatusComplete   = "complete"
+	StatusGap        = "gap"
+	StatusIncomplete = "incomplete"
+)
+
+// Store keeps finished recordings.
+type Store interface {
+	// Upload stores the recording of session id, read from r, and returns its URL.
+	Upload(ctx context.Context, id string, r io.Reader) (string, error)
+	// Open returns the recording of session id.
+	Open(ctx context.Context, id string) (io.ReadCloser, error)
+	// Check reports whether recordings can be stored now.
+	Check(ctx context.Context) error
+}
+
+// ErrNotFound is returned by Store.Open for a session without a recording.
+var ErrNotFound = errors.New("no recording of this session")
+
+// RecorderConfig configures a Recorder.
+type RecorderConfig struct {
+	// Dir is where sessions are written while they run (Dir/pending); the local store,
+	// when it is the store, keeps finished ones in Dir itself.
+	Dir   string
+	Store Store
+	// Index records a session's Info (the Auth Service's backend), at its start and
+	// once its recording is stored.
+	Index  func(ctx context.Context, info Info) error
+	Audit  audit.Emitter
+	Clock  clock.Clock
+	Logger *slog.Logger
+	Rand   io.Reader
+	// Node is this proxy's node name, written into every recording.
+	Node string
+	// Context bounds uploads.
+	Context context.Context
+}
+
+// Recorder records the proxy's sessions and uploads them when they end.
+type Recorder struct {
+	cfg     RecorderConfig
+	pending string
+	wg      sync.WaitGroup
+
+	mu   sync.Mutex
+	live map[string]*Session
+}
+
+// NewRecorder makes Dir/pending.
+func NewRecorder(cfg RecorderConfig) (*Recorder, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = audit.Discard{}
+	}
+	if cfg.Context == nil {
+		cfg.Context = context.Background()
+	}
+	r := &Recorder{cfg: cfg, pending: filepath.Join(cfg.Dir, "pending"), live: map[string]*Session{}}
+	if err := os.MkdirAll(r.pending, 0o700); err != nil {
+		return nil, fmt.Errorf("session recordings: %w", err)
+	}
+	return r, nil
+}
+
+// Session is one recorded exec or attach session.
+type Session struct {
+	rec  *Recorder
+	Meta Meta
+	path string
+	f    *os.File
+	w    *Writer
+	tap  Tap
+
+	mu       sync.Mutex
+	bytesIn  int64
+	bytesOut int64
+	status   []byte
+	resize   []byte
+	gap      error
+	// fail, when set, ends a strict session: the next read from the server sends the
+	// client the notice instead.
+	fail  error
+	body  io.ReadWriteCloser
+	ended bool
+}
+
+// Start opens the recording of a new session. In strict mode an error means the session
+// must not start; in best_effort mode the caller may go on without a recording.
+func (r *Recorder) Start(ctx context.Context, m Meta) (*Session, error) {
+	id, err := uuid.NewRandomFromReader(r.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	m.SessionID = id.String()
+	m.Start = r.cfg.Clock.Now().UTC()
+	m.Proxy = r.cfg.Node
+	if m.Mode == "" {
+		m.Mode = ModeBestEffort
+	}
+	if m.Mode == ModeStrict && r.cfg.Store != nil {
+		if err := r.cfg.Store.Check(ctx); err != nil {
+			return nil, fmt.Errorf("the recording store is unavailable: %w", err)
+		}
+	}
+	path := filepath.Join(r.pending, m.SessionID+".cast")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating the recording: %w", err)
+	}
+	w, err := NewWriter(f, Header{Timestamp: m.Start.Unix(), Keyport: &m}, r.cfg.Clock)
+	if err != nil {
+		_ = f.Close()
+		_ = os.Remove(path)
+		return nil, err
+	}
+	s := &Session{rec: r, Meta: m, path: path, f: f, w: w}
+	if r.cfg.Index != nil {
+		if err := r.cfg.Index(ctx, Info{Meta: m, ExitCode: -1, Status: StatusIncomplete}); err != nil {
+			r.cfg.Logger.Warn("indexing a session", "session", m.SessionID, "error", err)
+		}
+	}
+	r.mu.Lock()
+	r.live[m.SessionID] = s
+	r.mu.Unlock()
+	return s, nil
+}
+
+// Wrap returns the upgraded connection to the API server (an upgrade response's body)
+// with the session's tap on both directions, or body itself when the protocol is one the
+// tap cannot read (then the gap is recorded, and a strict session ends).
+func (s *Session) Wrap(body io.ReadWriteCloser, resp http.Header) io.ReadWriteCloser {
+	tap, err := NewTap(resp, s.sink)
+	s.mu.Lock()
+	s.body = body
+	s.mu.Unlock()
+	if err != nil {
+		s.recordGap(err)
+		return body
+	}
+	s.tap = tap
+	return &tappedConn{s: s, body: body}
+}
+
+// sink takes each stream's bytes from the tap.
+func (s *Session) sink(st Stream, p []byte) {
+	s.mu.Lock()
+	switch st {
+	case Stdin:
+		s.bytesIn += int64(len(p))
+	case Stdout, Stderr:
+		s.bytesOut += int64(len(p))
+	case Error:
+		if len(s.status)+len(p) <= 64<<10 {
+			s.status = append(s.status, p...)
+		}
+		s.mu.Unlock()
+		return
+	case Resize:
+		s.resize = append(s.resize, p...)
+		sizes := s.takeResizes()
+		s.mu.Unlock()
+		for _, sz := range sizes {
+			s.check(s.w.Resize(int(sz.Width), int(sz.Height)))
+		}
+		return
+	}
+	s.mu.Unlock()
+	s.check(s.w.Data(st, p))
+}
+
+type terminalSize struct{ Width, Height uint16 }
+
+// takeResizes decodes the complete JSON sizes in s.resize; s.mu is held.
+func (s *Session) takeResizes() []terminalSize {
+	var out []terminalSize
+	dec := json.NewDecoder(bytes.NewReader(s.resize))
+	for {
+		var sz terminalSize
+		if err := dec.Decode(&sz); err != nil {
+			break
+		}
+		out = append(out, sz)
+		s.resize = s.resize[dec.InputOffset():]
+		dec = json.NewDecoder(bytes.NewReader(s.resize))
+	}
+	if len(s.resize) > 4096 {
+		s.resize = nil // not JSON sizes: drop, do not grow
+	}
+	return out
+}
+
+// check handles a failed write to the recording.
+func (s *Session) check(err error) {
+	if err != nil {
+		s.recordGap(err)
+	}
+}
+
+// recordGap notes that the recording misses part of the session; a strict session ends.
+func (s *Session) recordGap(err error) {
+	s.mu.Lock()
+	first := s.gap == nil
+	if first {
+		s.gap = err
+	}
+	strict := s.Meta.Mode == ModeStrict
+	s.mu.Unlock()
+	if !first {
+		return
+	}
+	_ = s.w.Marker("gap: " + err.Error())
+	s.rec.cfg.Logger.Warn("session recording has a gap", "session", s.Meta.SessionID, "mode", s.Meta.Mode, "error", err)
+	if strict {
+		s.End(fmt.Errorf("keyport ended this session: its recording could not be written (strict recording mode): %w", err))
+	}
+}
+
+// End ends a strict session now with cause, which the client is shown.
+func (s *Session) End(cause error) {
+	s.mu.Lock()
+	if s.fail != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.fail = cause
+	body := s.body
+	s.mu.Unlock()
+	if body != nil {
+		// The server's read returns, and the client gets the notice from it.
+		_ = body.Close()
+	}
+}
+
+// tappedConn is the upgraded connection with the tap on it.
+type tappedConn struct {
+	s    *Session
+	body io.ReadWriteCloser
+	// notice is what is left to send the client of a strict session's end.
+	notice []byte
+	ended  bool
+}
+
+func (c *tappedConn) Write(p []byte) (int, error) {
+	if err := c.s.tap.Client(p); err != nil {
+		c.s.recordGap(fmt.Errorf("reading the client's stream: %w", err))
+	}
+	return c.body.Write(p)
+}
+
+func (c *tappedConn) Read(p []byte) (int, error) {
+	if c.notice != nil {
+		n := copy(p, c.notice)
+		c.notice = c.notice[n:]
+		if len(c.notice) == 0 {
+			c.notice = []byte{}
+			c.ended = true
+		}
+		return n, nil
+	}
+	if c.ended {
+		return 0, io.EOF
+	}
+	c.s.mu.Lock()
+	fail := c.s.fail
+	c.s.mu.Unlock()
+	if fail != nil && c.s.tap.ServerBoundary() == 0 {
+		return c.startNotice(p, fail)
+	}
+	n, err := c.body.Read(p)
+	if n > 0 {
+		if terr := c.s.tap.Server(p[:n]); terr != nil {
+			c.s.recordGap(fmt.Errorf("reading the server's stream: %w", terr))
+		}
+	}
+	if err != nil {
+		c.s.mu.Lock()
+		fail = c.s.fail
+		c.s.mu.Unlock()
+		if fail != nil && n == 0 && c.s.tap.ServerBoundary() == 0 {
+			return c.startNotice(p, fail)
+		}
+	}
+	return n, err
+}
+
+func (c *tappedConn) startNotice(p []byte, fail error) (int, error) {
+	c.notice = c.s.tap.Notice(fail.Error())
+	if len(c.notice) == 0 {
+		c.ended = true
+		return 0, io.EOF
+	}
+	return c.Read(p)
+}
+
+func (c *tappedConn) Close() error { return c.body.Close() }
+
+// Summary is how a session ended.
+type Summary struct {
+	SessionID string
+	Duration  time.Duration
+	ExitCode  int
+	BytesIn   int64
+	BytesOut  int64
+	// Gap is why the recording misses part of the session, if it does.
+	Gap error
+}
+
+// Finish closes the recording when the session's connection has ended, and uploads it
+// in the background. It returns what session.end reports.
+func (s *Session) Finish() Summary {
+	r := s.rec
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return Summary{SessionID: s.Meta.SessionID}
+	}
+	s.ended = true
+	status, gap := s.status, s.gap
+	sum := Summary{SessionID: s.Meta.SessionID, BytesIn: s.bytesIn, BytesOut: s.bytesOut, Gap: gap}
+	s.mu.Unlock()
+	sum.Duration = r.cfg.Clock.Now().Sub(s.Meta.Start)
+	sum.ExitCode = exitCode(status)
+	if sum.ExitCode >= 0 {
+		_ = s.w.Marker("exit " + strconv.Itoa(sum.ExitCode))
+	}
+	_ = s.w.Flush()
+	if err := s.f.Close(); err != nil && gap == nil {
+		sum.Gap = fmt.Errorf("closing the recording: %w", err)
+	}
+	r.mu.Lock()
+	delete(r.live, s.Meta.SessionID)
+	r.mu.Unlock()
+	info := Info{Meta: s.Meta, End: s.Meta.Start.Add(sum.Duration), Duration: sum.Duration, ExitCode: sum.ExitCode,
+		BytesIn: sum.BytesIn, BytesOut: sum.BytesOut, Status: StatusComplete}
+	if sum.Gap != nil {
+		info.Status, info.Error = StatusGap, sum.Gap.Error()
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.upload(s.path, info)
+	}()
+	return sum
+}
+
+// exitCode reads the exit code from the API server's final status: 0 for success, the
+// code of a NonZeroExitCode failure, -1 when there is none.
+func exitCode(status []byte) int {
+	if len(bytes.TrimSpace(status)) == 0 {
+		return -1
+	}
+	var st metav1.Status
+	if err := json.Unmarshal(status, &st); err != nil {
+		return -1
+	}
+	if st.Status == metav1.StatusSuccess {
+		return 0
+	}
+	if st.Details != nil {
+		for _, c := range st.Details.Causes {
+			if c.Type == "ExitCode" {
+				if n, err := strconv.Atoi(c.Message); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// upload stores a finished recording, indexes it and removes the pending file. A failed
+// upload leaves the file for the next start.
+func (r *Recorder) upload(path string, info Info) {
+	ctx := r.cfg.Context
+	if r.cfg.Store == nil {
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		r.cfg.Logger.Warn("uploading a session recording", "session", info.SessionID, "error", err)
+		return
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil {
+		info.Size = st.Size()
+	}
+	url, err := r.cfg.Store.Upload(ctx, info.SessionID, f)
+	if err != nil {
+		r.cfg.Logger.Warn("uploading a session recording; it stays pending and is uploaded at the next start",
+			"session", info.SessionID, "path", path, "error", err)
+		r.cfg.Audit.Emit(ctx, audit.Event{Type: audit.SessionUpload, Message: err.Error(), User: info.User,
+			Fields: map[string]any{"session_id": info.SessionID, "pending": path}})
+		return
+	}
+	info.URL = url
+	if r.cfg.Index != nil {
+		if err := r.cfg.Index(ctx, info); err != nil {
+			r.cfg.Logger.Warn("indexing a session recording", "session", info.SessionID, "error", err)
+		}
+	}
+	_ = f.Close()
+	if err := os.Remove(path); err != nil {
+		r.cfg.Logger.Warn("removing an uploaded recording", "path", path, "error", err)
+	}
+	r.cfg.Audit.Emit(ctx, audit.Event{Type: audit.SessionUpload, Success: true, User: info.User, Roles: info.Roles,
+		BotName: info.BotName, BotInstanceID: info.BotInstanceID,
+		Fields: map[string]any{"session_id": info.SessionID, "url": url, "size": info.Size, "status": info.Status}})
+}
+
+// UploadPending uploads the recordings of sessions that a stopped process left behind:
+// they end at their last event and are marked incomplete.
+func (r *Recorder) UploadPending() {
+	entries, err := os.ReadDir(r.pending)
+	if err != nil {
+		r.cfg.Logger.Warn("reading pending session recordings", "error", err)
+		return
+	}
+	r.mu.Lock()
+	live := make(map[string]bool, len(r.live))
+	for id := range r.live {
+		live[id] = true
+	}
+	r.mu.Unlock()
+	for _, e := range entries {
+		name := e.Name()
+		id, ok := strings.CutSuffix(name, ".cast")
+		if !ok || live[id] {
+			continue
+		}
+		path := filepath.Join(r.pending, name)
+		info, err := ReadInfo(path)
+		if err != nil {
+			r.cfg.Logger.Warn("a pending session recording is unreadable; it is uploaded as it is", "path", path, "error", err)
+		}
+		info.SessionID = id
+		r.upload(path, info)
+	}
+}
+
+// ReadInfo reads what a recording file says of its session: the header's metadata and,
+// from its events, the end, the bytes and the exit code. A session that has no exit
+// marker is incomplete.
+func ReadInfo(path string) (Info, error) {
+	info := Info{ExitCode: -1, Status: StatusIncomplete}
+	f, err := os.Open(path)
+	if err != nil {
+		return info, err
+	}
+	defer f.Close()
+	rd, err := NewReader(f)
+	if err != nil {
+		return info, err
+	}
+	if rd.Header.Keyport != nil {
+		info.Meta = *rd.Header.Keyport
+	}
+	var last time.Duration
+	for {
+		e, err := rd.Next()
+		if err != nil {
+			info.Duration, info.End = last, info.Start.Add(last)
+			if err == io.EOF {
+				return info, nil
+			}
+			info.Error = err.Error()
+			return info, err
+		}
+		last = e.Time
+		s, isData := e.Stream()
+		switch {
+		case e.Code == CodeMarker:
+			if n, ok := strings.CutPrefix(string(e.Data), "exit "); ok {
+				if c, err := strconv.Atoi(n); err == nil {
+					info.ExitCode, info.Status = c, StatusComplete
+				}
+			}
+		case isData && s == Stdin:
+			info.BytesIn += int64(len(e.Data))
+		case isData:
+			info.BytesOut += int64(len(e.Data))
+		}
+	}
+}
+
+// Wait waits for uploads in progress.
+func (r *Recorder) Wait() { r.wg.Wait() }
