@@ -22,6 +22,7 @@ import (
 	"github.com/keyport/keyport/internal/clock"
 	"github.com/keyport/keyport/internal/errs"
 	"github.com/keyport/keyport/internal/oidcjoin"
+	"github.com/keyport/keyport/internal/recording"
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
 	"github.com/keyport/keyport/internal/version"
@@ -71,6 +72,8 @@ type Config struct {
 	// OIDCClient fetches the discovery documents and key sets of the issuers that the
 	// github, gitlab and oidc join methods trust; nil trusts the system roots.
 	OIDCClient *http.Client
+	// Recordings is the store of session recordings (OpenRecording); nil keeps none.
+	Recordings recording.Store
 }
 
 // Server is the Auth Service.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyport/keyport/internal/recording"
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/yamlpos"
 )
@@ -75,6 +76,9 @@ type AuthService struct {
 	ListenAddr     string         `yaml:"listen_addr"`
 	Authentication Authentication `yaml:"authentication"`
 	CAKeyAlgorithm string         `yaml:"ca_key_algorithm"`
+	// SessionRecordingURI is where finished session recordings are stored: empty for
+	// data_dir/records, file:///path, or s3://bucket/prefix?endpoint=…&region=….
+	SessionRecordingURI string `yaml:"session_recording_uri"`
 }
 
 // Authentication configures local users.
@@ -266,6 +270,9 @@ func (f *File) CheckAndSetDefaults() error {
 		case tlsca.AlgECDSAP256, tlsca.AlgEd25519, tlsca.AlgRSA2048:
 		default:
 			return yamlpos.Fieldf("auth_service.ca_key_algorithm", "unknown algorithm %q (want ecdsa-p256, ed25519 or rsa2048)", a.CAKeyAlgorithm)
+		}
+		if _, _, err := recording.ParseURI(a.SessionRecordingURI); err != nil {
+			return yamlpos.Fieldf("auth_service.session_recording_uri", "%v", err)
 		}
 	} else if k.AuthServer == "" && k.ProxyServer == "" {
 		return yamlpos.Fieldf("keyport.auth_server", "a process without auth_service needs auth_server or proxy_server")

@@ -87,6 +87,14 @@ func (d *AccessDecider) Decide(id *tlsca.Identity, kc *types.KubeCluster, info *
 		return Decision{}, err
 	}
 	dec := Decision{User: user, Groups: groups}
+	if isRecorded(info) {
+		dec.Recording = types.RecordBestEffort
+		for _, r := range d.roles.Roles(id.Roles) {
+			if r.Spec.Options.RecordSession.Kubernetes == types.RecordStrict {
+				dec.Recording = types.RecordStrict
+			}
+		}
+	}
 	if filter {
 		dec.Allow = func(ns, name string) bool { return ca.ItemAllowed(req, ns, name) }
 	}

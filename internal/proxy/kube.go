@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 	"github.com/keyport/keyport/internal/clock"
 	"github.com/keyport/keyport/internal/errs"
 	"github.com/keyport/keyport/internal/kube"
+	"github.com/keyport/keyport/internal/recording"
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
 )
@@ -55,6 +57,9 @@ type Decision struct {
 	Groups []string
 	// Allow, when set, filters list items and watch events by namespace and name.
 	Allow func(namespace, name string) bool
+	// Recording is the recording mode of an exec or attach session: best_effort or
+	// strict (the strictest of the identity's roles).
+	Recording string
 }
 
 // Decider makes access decisions (package access does the work).
@@ -78,6 +83,8 @@ type KubeConfig struct {
 	// Changes reports changes to locks (the cache's Subscribe); each one makes the proxy
 	// re-check the locks of every open request and end the locked ones.
 	Changes <-chan struct{}
+	// Recorder records exec and attach sessions; nil records none.
+	Recorder *recording.Recorder
 	// Context bounds the proxy's background work.
 	Context context.Context
 	// ContinueKey seals the continue tokens of filtered lists (continue.go); every proxy
@@ -120,6 +127,7 @@ func NewKubeHandler(cfg KubeConfig) *KubeHandler {
 	}
 	h := newForwarder(cfg)
 	h = withImpersonation(h)
+	h = withRecording(h, cfg)
 	h = withAuthorization(h, cfg)
 	h = withAudit(h, cfg, m)
 	h = withTracking(h, tr)
@@ -154,6 +162,12 @@ type requestState struct {
 	info     *request.RequestInfo
 	decision *Decision
 	stream   bool // stays open (isStream): tracked, and copied with small buffers
+	// session is set for a session (exec, attach, port-forward) once it starts: after
+	// authorisation for exec and attach, which are recorded, before it otherwise.
+	session bool
+	// recording is the recorded session's recording; summary how it ended.
+	recording *recording.Session
+	summary   *recording.Summary
 	// reason is why Keyport itself refused or failed the request, for its audit event.
 	reason string
 }
@@ -463,6 +477,12 @@ func isSession(info *request.RequestInfo) bool {
 	return info.Subresource == "exec" || info.Subresource == "attach" || info.Subresource == "portforward"
 }
 
+// isRecorded reports exec and attach: sessions with a terminal's streams, recorded.
+// (Port-forward carries the pod's own protocol, not a terminal; it is audited only.)
+func isRecorded(info *request.RequestInfo) bool {
+	return info.Subresource == "exec" || info.Subresource == "attach"
+}
+
 // isStream reports requests that stay open: watches, sessions, followed logs.
 func isStream(info *request.RequestInfo, r *http.Request) bool {
 	switch {
@@ -480,14 +500,14 @@ func withAudit(next http.Handler, cfg KubeConfig, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := cfg.Clock.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		info := infoFrom(r.Context())
-		session := isSession(info)
-		if session {
-			emitSessionStart(cfg, r)
+		st := stateFrom(r.Context())
+		if isSession(st.info) && !isRecorded(st.info) {
+			st.session = true
+			emitSessionStart(cfg, r, "")
 		}
 		// Deferred: ReverseProxy aborts a stream cut mid-copy with a panic
 		// (http.ErrAbortHandler), and that request must still be counted and audited.
-		defer emitRequestEnd(cfg, m, r, rec, start, session)
+		defer emitRequestEnd(cfg, m, r, rec, start)
 		next.ServeHTTP(rec, r)
 	})
 }
@@ -528,13 +548,21 @@ func emitRefusal(cfg KubeConfig, r *http.Request, cluster string, code int, reas
 // request's goroutine grow its stack (a copy) before the forwarder is reached.
 
 //go:noinline
-func emitSessionStart(cfg KubeConfig, r *http.Request) {
+func emitSessionStart(cfg KubeConfig, r *http.Request, recordingFailure string) {
 	ctx := r.Context()
-	id, info, fw := identityFrom(ctx), infoFrom(ctx), clusterFrom(ctx)
+	st := stateFrom(ctx)
+	id, info, fw := st.id, st.info, st.cluster
+	fields := map[string]any{"cluster": fw.Name, "namespace": info.Namespace, "name": info.Name, "subresource": info.Subresource}
+	if rec := st.recording; rec != nil {
+		fields["session_id"], fields["recording_mode"] = rec.Meta.SessionID, rec.Meta.Mode
+		fields["container"], fields["command"], fields["tty"] = rec.Meta.Container, rec.Meta.Command, rec.Meta.TTY
+	} else if recordingFailure != "" {
+		fields["recording_mode"], fields["recording"] = st.decision.Recording, "unavailable: "+recordingFailure
+	}
 	cfg.Audit.Emit(ctx, audit.Event{
 		Type: audit.SessionStart, Success: true,
 		User: id.Username, Roles: id.Roles, BotName: id.BotName, BotInstanceID: id.BotInstanceID,
-		Fields: map[string]any{"cluster": fw.Name, "namespace": info.Namespace, "name": info.Name, "subresource": info.Subresource},
+		Fields: fields,
 	})
 }
 
@@ -542,12 +570,12 @@ func emitSessionStart(cfg KubeConfig, r *http.Request) {
 // session.end event of an exec, attach or port-forward session.
 //
 //go:noinline
-func emitRequestEnd(cfg KubeConfig, m *metrics, r *http.Request, rec *statusRecorder, start time.Time, session bool) {
+func emitRequestEnd(cfg KubeConfig, m *metrics, r *http.Request, rec *statusRecorder, start time.Time) {
 	ctx := r.Context()
 	st := stateFrom(ctx)
 	id, info, fw := st.id, st.info, st.cluster
 	typ := audit.KubeRequest
-	if session {
+	if st.session {
 		typ = audit.SessionEnd
 	}
 	switch {
@@ -570,6 +598,13 @@ func emitRequestEnd(cfg KubeConfig, m *metrics, r *http.Request, rec *statusReco
 	reason := st.reason
 	if reason != "" {
 		fields["reason"] = reason
+	}
+	if sum := st.summary; sum != nil {
+		fields["session_id"], fields["exit_code"] = sum.SessionID, sum.ExitCode
+		fields["bytes_in"], fields["bytes_out"] = sum.BytesIn, sum.BytesOut
+		if sum.Gap != nil {
+			fields["recording_gap"] = sum.Gap.Error()
+		}
 	}
 	cfg.Audit.Emit(ctx, audit.Event{
 		Type: typ, Success: rec.code < 400, Message: reason,
@@ -637,10 +672,17 @@ var streamBuffers = bufpool.New(4 << 10)
 type clusterTransport struct{}
 
 func (clusterTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c := clusterFrom(r.Context())
+	st := stateFrom(r.Context())
 	if r.Header.Get("Upgrade") != "" {
-		return c.UpgradeTransport.RoundTrip(r)
+		resp, err := st.cluster.UpgradeTransport.RoundTrip(r)
+		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols && st.recording != nil {
+			if body, ok := resp.Body.(io.ReadWriteCloser); ok {
+				resp.Body = st.recording.Wrap(body, resp.Header)
+			}
+		}
+		return resp, err
 	}
+	c := st.cluster
 	return c.Transport.RoundTrip(r)
 }
 

@@ -52,8 +52,9 @@ const (
 
 // Store keeps finished recordings.
 type Store interface {
-	// Upload stores the recording of session id, read from r, and returns its URL.
-	Upload(ctx context.Context, id string, r io.Reader) (string, error)
+	// Upload stores the recording of session id, size bytes read from r, and returns
+	// its URL.
+	Upload(ctx context.Context, id string, r io.Reader, size int64) (string, error)
 	// Open returns the recording of session id.
 	Open(ctx context.Context, id string) (io.ReadCloser, error)
 	// Check reports whether recordings can be stored now.
@@ -69,8 +70,8 @@ type RecorderConfig struct {
 	// when it is the store, keeps finished ones in Dir itself.
 	Dir   string
 	Store Store
-	// Index records a session's Info (the Auth Service's backend), at its start and
-	// once its recording is stored.
+	// Index records a session's Info (the Auth Service's backend) once its recording
+	// is stored.
 	Index  func(ctx context.Context, info Info) error
 	Audit  audit.Emitter
 	Clock  clock.Clock
@@ -78,8 +79,11 @@ type RecorderConfig struct {
 	Rand   io.Reader
 	// Node is this proxy's node name, written into every recording.
 	Node string
-	// Context bounds uploads.
+	// Context bounds uploads and the store checks.
 	Context context.Context
+	// CheckInterval is how often the store is checked while sessions run (default 2 s):
+	// a strict session ends when it fails, a best_effort one gets a marker.
+	CheckInterval time.Duration
 }
 
 // Recorder records the proxy's sessions and uploads them when they end.
@@ -90,6 +94,9 @@ type Recorder struct {
 
 	mu   sync.Mutex
 	live map[string]*Session
+	// uploading holds the sessions being uploaded; retry is set when an upload failed.
+	uploading map[string]bool
+	retry     bool
 }
 
 // NewRecorder makes Dir/pending.
@@ -109,11 +116,68 @@ func NewRecorder(cfg RecorderConfig) (*Recorder, error) {
 	if cfg.Context == nil {
 		cfg.Context = context.Background()
 	}
-	r := &Recorder{cfg: cfg, pending: filepath.Join(cfg.Dir, "pending"), live: map[string]*Session{}}
+	if cfg.CheckInterval <= 0 {
+		cfg.CheckInterval = 2 * time.Second
+	}
+	r := &Recorder{cfg: cfg, pending: filepath.Join(cfg.Dir, "pending"), live: map[string]*Session{}, uploading: map[string]bool{}}
 	if err := os.MkdirAll(r.pending, 0o700); err != nil {
 		return nil, fmt.Errorf("session recordings: %w", err)
 	}
+	if cfg.Store != nil {
+		go r.watchStore()
+	}
 	return r, nil
+}
+
+// watchStore checks the store while sessions run. A failure ends the strict sessions
+// (their recordings could not be stored) and marks a gap in the best_effort ones, which
+// are kept on the proxy's disk and stored once the store is back.
+func (r *Recorder) watchStore() {
+	ctx := r.cfg.Context
+	var down error
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.cfg.Clock.After(r.cfg.CheckInterval):
+		}
+		r.mu.Lock()
+		live := make([]*Session, 0, len(r.live))
+		for _, s := range r.live {
+			live = append(live, s)
+		}
+		retry := r.retry
+		r.mu.Unlock()
+		if len(live) == 0 && !retry {
+			down = nil
+			continue
+		}
+		err := r.cfg.Store.Check(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err != nil:
+			for _, s := range live {
+				s.storeDown(err)
+			}
+			if down == nil {
+				r.cfg.Logger.Warn("the session recording store is unavailable", "error", err)
+			}
+		case down != nil:
+			for _, s := range live {
+				s.storeUp()
+			}
+			r.cfg.Logger.Info("the session recording store is available again")
+		}
+		if err == nil && retry {
+			r.mu.Lock()
+			r.retry = false
+			r.mu.Unlock()
+			r.UploadPending()
+		}
+		down = err
+	}
 }
 
 // Session is one recorded exec or attach session.
@@ -136,6 +200,10 @@ type Session struct {
 	fail  error
 	body  io.ReadWriteCloser
 	ended bool
+	// wrapped: the API server switched protocols, and the session ran.
+	wrapped bool
+	// storeErr is the store's failure while it lasts.
+	storeErr error
 }
 
 // Start opens the recording of a new session. In strict mode an error means the session
@@ -168,11 +236,6 @@ func (r *Recorder) Start(ctx context.Context, m Meta) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{rec: r, Meta: m, path: path, f: f, w: w}
-	if r.cfg.Index != nil {
-		if err := r.cfg.Index(ctx, Info{Meta: m, ExitCode: -1, Status: StatusIncomplete}); err != nil {
-			r.cfg.Logger.Warn("indexing a session", "session", m.SessionID, "error", err)
-		}
-	}
 	r.mu.Lock()
 	r.live[m.SessionID] = s
 	r.mu.Unlock()
@@ -186,6 +249,7 @@ func (s *Session) Wrap(body io.ReadWriteCloser, resp http.Header) io.ReadWriteCl
 	tap, err := NewTap(resp, s.sink)
 	s.mu.Lock()
 	s.body = body
+	s.wrapped = true
 	s.mu.Unlock()
 	if err != nil {
 		s.recordGap(err)
@@ -266,6 +330,34 @@ func (s *Session) recordGap(err error) {
 	s.rec.cfg.Logger.Warn("session recording has a gap", "session", s.Meta.SessionID, "mode", s.Meta.Mode, "error", err)
 	if strict {
 		s.End(fmt.Errorf("keyport ended this session: its recording could not be written (strict recording mode): %w", err))
+	}
+}
+
+// storeDown: the store failed a check while the session ran.
+func (s *Session) storeDown(err error) {
+	s.mu.Lock()
+	already := s.storeErr != nil
+	s.storeErr = err
+	strict := s.Meta.Mode == ModeStrict
+	s.mu.Unlock()
+	if already {
+		return
+	}
+	if strict {
+		s.recordGap(fmt.Errorf("the session recording store is unavailable: %w", err))
+		return
+	}
+	_ = s.w.Marker("gap: the session recording store is unavailable (the recording is kept on the proxy until it can be stored): " + err.Error())
+}
+
+// storeUp: the store passed a check after failing one.
+func (s *Session) storeUp() {
+	s.mu.Lock()
+	was := s.storeErr
+	s.storeErr = nil
+	s.mu.Unlock()
+	if was != nil {
+		_ = s.w.Marker("the session recording store is available again")
 	}
 }
 
@@ -369,9 +461,19 @@ func (s *Session) Finish() Summary {
 		return Summary{SessionID: s.Meta.SessionID}
 	}
 	s.ended = true
-	status, gap := s.status, s.gap
+	status, gap, wrapped := s.status, s.gap, s.wrapped
 	sum := Summary{SessionID: s.Meta.SessionID, BytesIn: s.bytesIn, BytesOut: s.bytesOut, Gap: gap}
 	s.mu.Unlock()
+	r.mu.Lock()
+	delete(r.live, s.Meta.SessionID)
+	r.mu.Unlock()
+	if !wrapped {
+		// The API server refused the session (or never answered): nothing ran, and the
+		// request's kube audit event says why.
+		_ = s.f.Close()
+		_ = os.Remove(s.path)
+		return Summary{ExitCode: -1}
+	}
 	sum.Duration = r.cfg.Clock.Now().Sub(s.Meta.Start)
 	sum.ExitCode = exitCode(status)
 	if sum.ExitCode >= 0 {
@@ -381,9 +483,6 @@ func (s *Session) Finish() Summary {
 	if err := s.f.Close(); err != nil && gap == nil {
 		sum.Gap = fmt.Errorf("closing the recording: %w", err)
 	}
-	r.mu.Lock()
-	delete(r.live, s.Meta.SessionID)
-	r.mu.Unlock()
 	info := Info{Meta: s.Meta, End: s.Meta.Start.Add(sum.Duration), Duration: sum.Duration, ExitCode: sum.ExitCode,
 		BytesIn: sum.BytesIn, BytesOut: sum.BytesOut, Status: StatusComplete}
 	if sum.Gap != nil {
@@ -429,19 +528,37 @@ func (r *Recorder) upload(path string, info Info) {
 	if r.cfg.Store == nil {
 		return
 	}
+	r.mu.Lock()
+	if r.uploading[info.SessionID] {
+		r.mu.Unlock()
+		return
+	}
+	r.uploading[info.SessionID] = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.uploading, info.SessionID)
+		r.mu.Unlock()
+	}()
 	f, err := os.Open(path)
 	if err != nil {
 		r.cfg.Logger.Warn("uploading a session recording", "session", info.SessionID, "error", err)
 		return
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil {
-		info.Size = st.Size()
-	}
-	url, err := r.cfg.Store.Upload(ctx, info.SessionID, f)
+	st, err := f.Stat()
 	if err != nil {
-		r.cfg.Logger.Warn("uploading a session recording; it stays pending and is uploaded at the next start",
+		r.cfg.Logger.Warn("uploading a session recording", "session", info.SessionID, "error", err)
+		return
+	}
+	info.Size = st.Size()
+	url, err := r.cfg.Store.Upload(ctx, info.SessionID, f, info.Size)
+	if err != nil {
+		r.cfg.Logger.Warn("uploading a session recording; it stays pending and is uploaded once the store is back, or at the next start",
 			"session", info.SessionID, "path", path, "error", err)
+		r.mu.Lock()
+		r.retry = true
+		r.mu.Unlock()
 		r.cfg.Audit.Emit(ctx, audit.Event{Type: audit.SessionUpload, Message: err.Error(), User: info.User,
 			Fields: map[string]any{"session_id": info.SessionID, "pending": path}})
 		return
@@ -472,6 +589,9 @@ func (r *Recorder) UploadPending() {
 	r.mu.Lock()
 	live := make(map[string]bool, len(r.live))
 	for id := range r.live {
+		live[id] = true
+	}
+	for id := range r.uploading {
 		live[id] = true
 	}
 	r.mu.Unlock()

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 )
 
 // validID is a session ID as Start makes them (a UUID): nothing else names a file.
@@ -36,7 +38,7 @@ func (d *DirStore) path(id string) (string, error) {
 }
 
 // Upload writes the recording to a temporary file and renames it into place.
-func (d *DirStore) Upload(_ context.Context, id string, r io.Reader) (string, error) {
+func (d *DirStore) Upload(_ context.Context, id string, r io.Reader, _ int64) (string, error) {
 	path, err := d.path(id)
 	if err != nil {
 		return "", err
@@ -85,4 +87,60 @@ func (d *DirStore) Check(context.Context) error {
 	name := f.Name()
 	_ = f.Close()
 	return os.Remove(name)
+}
+
+// S3Location is an s3:// session_recording_uri, parsed.
+type S3Location struct {
+	Bucket, Prefix string
+	// Endpoint is host:port of an S3-compatible server; empty for AWS.
+	Endpoint string
+	Region   string
+	// Insecure: plain HTTP to the endpoint (insecure=true), for a server on loopback.
+	Insecure bool
+}
+
+// ParseURI checks a session_recording_uri: empty (data_dir/records), file:///path, or
+// s3://bucket/prefix?endpoint=host:port&region=…&insecure=true. It returns the
+// directory of a file URI, or the S3 location.
+func ParseURI(uri string) (dir string, s3 *S3Location, err error) {
+	if uri == "" {
+		return "", nil, nil
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", nil, err
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" || !filepath.IsAbs(u.Path) || u.RawQuery != "" {
+			return "", nil, fmt.Errorf("%q: want file:///absolute/path", uri)
+		}
+		return u.Path, nil, nil
+	case "s3":
+		loc := &S3Location{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/")}
+		if loc.Bucket == "" {
+			return "", nil, fmt.Errorf("%q: no bucket (want s3://bucket/prefix)", uri)
+		}
+		q := u.Query()
+		for k := range q {
+			switch k {
+			case "endpoint", "region", "insecure":
+			default:
+				return "", nil, fmt.Errorf("%q: unknown parameter %q (want endpoint, region, insecure)", uri, k)
+			}
+		}
+		loc.Endpoint, loc.Region = q.Get("endpoint"), q.Get("region")
+		switch q.Get("insecure") {
+		case "", "false":
+		case "true":
+			loc.Insecure = true
+		default:
+			return "", nil, fmt.Errorf("%q: insecure must be true or false", uri)
+		}
+		if u.User != nil {
+			return "", nil, fmt.Errorf("%q: credentials do not belong in the URI; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", uri)
+		}
+		return "", loc, nil
+	}
+	return "", nil, fmt.Errorf("%q: the scheme must be file or s3", uri)
 }

@@ -36,6 +36,8 @@ import (
 	"github.com/keyport/keyport/internal/identityfile"
 	"github.com/keyport/keyport/internal/kube"
 	"github.com/keyport/keyport/internal/proxy"
+	"github.com/keyport/keyport/internal/recording"
+	"github.com/keyport/keyport/internal/recording/s3store"
 	"github.com/keyport/keyport/internal/runner"
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/tunnel"
@@ -74,6 +76,8 @@ type Process struct {
 	grpc     *grpc.Server
 	kube     *kube.Service
 	kubeH    *proxy.KubeHandler
+	// recorder records the proxy's exec and attach sessions.
+	recorder *recording.Recorder
 	// webInflight counts the web port's running handlers, for an orderly shutdown.
 	webInflight inflight
 	tunnels     *proxy.Tunnels
@@ -147,12 +151,18 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 	// line by line (audit.Coalescer).
 	p.refusals = audit.NewCoalescer(audit.CoalescerConfig{Next: al, Clock: opts.Clock})
 	go p.refusals.Run(p.bg)
+	recordsDir := filepath.Join(cfg.Keyport.DataDir, "records")
+	store, err := openRecordingStore(ctx, cfg.Auth.SessionRecordingURI, recordsDir)
+	if err != nil {
+		p.Close()
+		return nil, errs.BadParameterf("auth_service.session_recording_uri: %w", err)
+	}
 	a, err := auth.New(ctx, auth.Config{
 		ClusterName: cfg.Auth.ClusterName, Backend: b, Clock: opts.Clock, Logger: opts.Logger.With("component", "auth"),
 		Audit: al, CAKeyAlgorithm: cfg.Auth.CAKeyAlgorithm, ProxyPublicAddr: cfg.PublicAddr(), SecondFactor: cfg.Auth.Authentication.SecondFactor,
 		Login: auth.LoginPolicy{MaxFailures: cfg.Auth.Authentication.MaxLoginFailures,
 			FailureWindow: cfg.Auth.Authentication.LoginFailureWindow, LockTTL: cfg.Auth.Authentication.AccountLockTTL},
-		OIDCClient: opts.OIDCClient,
+		OIDCClient: opts.OIDCClient, Recordings: store,
 	})
 	if err != nil {
 		p.Close()
@@ -202,10 +212,18 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 		p.Close()
 		return nil, err
 	}
+	p.recorder, err = recording.NewRecorder(recording.RecorderConfig{
+		Dir: recordsDir, Store: store, Index: a.PutRecording, Audit: al, Clock: opts.Clock,
+		Logger: opts.Logger.With("component", "recorder"), Node: cfg.Keyport.NodeName, Context: p.bg,
+	})
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
 	p.kubeH = proxy.NewKubeHandler(proxy.KubeConfig{
 		Auth: a, Clusters: lc, Decider: proxy.NewAccessDecider(a.Cache()), ContinueKey: continueKey,
 		Audit: al, Refusals: p.refusals, Clock: opts.Clock, Logger: opts.Logger.With("component", "proxy"),
-		Metrics: p.reg, Changes: a.Cache().Subscribe(), Context: p.bg,
+		Metrics: p.reg, Changes: a.Cache().Subscribe(), Context: p.bg, Recorder: p.recorder,
 	})
 	return p, nil
 }
@@ -333,6 +351,10 @@ func (p *Process) webTLS() *tls.Config {
 // Close releases the backend.
 func (p *Process) Close() {
 	p.stopBG()
+	if p.recorder != nil {
+		// Uploads in progress emit their session.upload events before the log closes.
+		p.recorder.Wait()
+	}
 	if p.Auth != nil {
 		_ = p.Auth.Close()
 	}
@@ -393,6 +415,8 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 		if err != nil {
 			return err
 		}
+		// Sessions a stopped process was recording are stored now, marked incomplete.
+		go p.recorder.UploadPending()
 		srv := &http.Server{Handler: p.webInflight.wrap(p.webHandler()), TLSConfig: p.webTLS(), ReadHeaderTimeout: 30 * time.Second,
 			ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
 		stop := func() {
@@ -631,4 +655,19 @@ func sharedSecret(ctx context.Context, b backend.Backend, key string) ([]byte, e
 		}
 	}
 	return nil, fmt.Errorf("storing %s: another process keeps replacing it", key)
+}
+
+// openRecordingStore opens the store auth_service.session_recording_uri names
+// (recording.ParseURI): dir when it is empty.
+func openRecordingStore(ctx context.Context, uri, dir string) (recording.Store, error) {
+	fileDir, s3, err := recording.ParseURI(uri)
+	switch {
+	case err != nil:
+		return nil, err
+	case s3 != nil:
+		return s3store.New(ctx, *s3)
+	case fileDir != "":
+		return recording.NewDirStore(fileDir)
+	}
+	return recording.NewDirStore(dir)
 }

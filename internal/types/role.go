@@ -26,7 +26,23 @@ type RoleSpec struct {
 type RoleOptions struct {
 	// MaxSessionTTL caps the lifetime of certificates issued to holders of the role.
 	MaxSessionTTL Duration `yaml:"max_session_ttl,omitempty" json:"max_session_ttl,omitzero"`
+	// RecordSession sets how Kubernetes exec and attach sessions are recorded.
+	RecordSession RecordSession `yaml:"record_session,omitempty" json:"record_session,omitzero"`
 }
+
+// RecordSession is the role option record_session.
+type RecordSession struct {
+	// Kubernetes is best_effort (the default: a session whose recording fails goes on,
+	// and the gap is recorded) or strict (a session that cannot be recorded does not
+	// start, and one whose recording fails ends). Strict wins when roles differ.
+	Kubernetes string `yaml:"kubernetes,omitempty" json:"kubernetes,omitempty"`
+}
+
+// Session recording modes.
+const (
+	RecordBestEffort = "best_effort"
+	RecordStrict     = "strict"
+)
 
 // RoleConditions is one side (allow or deny) of a role.
 type RoleConditions struct {
@@ -171,6 +187,12 @@ func (r *Role) CheckAndSetDefaults() error {
 	}
 	if r.Spec.Options.MaxSessionTTL == 0 {
 		r.Spec.Options.MaxSessionTTL = Duration(DefaultMaxSessionTTL)
+	}
+	switch r.Spec.Options.RecordSession.Kubernetes {
+	case "", RecordBestEffort, RecordStrict:
+	default:
+		return fieldErrorf("spec.options.record_session.kubernetes", "must be %s or %s, not %q",
+			RecordBestEffort, RecordStrict, r.Spec.Options.RecordSession.Kubernetes)
 	}
 	allow := &r.Spec.Allow
 	if len(allow.KubernetesResources) == 0 && len(allow.KubernetesLabels) > 0 {
