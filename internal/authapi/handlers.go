@@ -3,6 +3,8 @@ package authapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"time"
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
@@ -366,6 +368,64 @@ func (g *handlers) SearchAudit(ctx context.Context, req *pb.SearchAuditRequest) 
 		out.Events = append(out.Events, &pb.AuditEvent{Json: data})
 	}
 	return out, nil
+}
+
+func (g *handlers) ListRecordings(ctx context.Context, req *pb.ListRecordingsRequest) (*pb.ListRecordingsResponse, error) {
+	f := auth.RecordingFilter{User: req.GetUser(), Cluster: req.GetCluster(), Namespace: req.GetNamespace(), Pod: req.GetPod(),
+		Limit: int(req.GetLimit())}
+	if req.GetFromUnix() != 0 {
+		f.From = time.Unix(req.GetFromUnix(), 0)
+	}
+	if req.GetToUnix() != 0 {
+		f.To = time.Unix(req.GetToUnix(), 0)
+	}
+	list, err := g.s.ListRecordings(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ListRecordingsResponse{}
+	for _, i := range list {
+		data, err := json.Marshal(i)
+		if err != nil {
+			return nil, err
+		}
+		out.Recordings = append(out.Recordings, &pb.RecordingInfo{Json: data})
+	}
+	return out, nil
+}
+
+// recordingChunk is the most of a recording one GetRecording answer holds.
+const recordingChunk = 1 << 20
+
+func (g *handlers) GetRecording(ctx context.Context, req *pb.GetRecordingRequest) (*pb.RecordingChunk, error) {
+	if req.GetOffset() < 0 {
+		return nil, errs.BadParameterf("offset must not be negative")
+	}
+	info, rc, err := g.s.OpenRecording(ctx, req.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	if off := req.GetOffset(); off > 0 {
+		if sk, ok := rc.(io.Seeker); ok {
+			if _, err := sk.Seek(off, io.SeekStart); err != nil {
+				return nil, fmt.Errorf("reading the recording: %w", err)
+			}
+		} else if _, err := io.CopyN(io.Discard, rc, off); err != nil && err != io.EOF {
+			return nil, fmt.Errorf("reading the recording: %w", err)
+		}
+	}
+	buf := make([]byte, recordingChunk)
+	n, err := io.ReadFull(rc, buf)
+	eof := err == io.EOF || err == io.ErrUnexpectedEOF
+	if err != nil && !eof {
+		return nil, fmt.Errorf("reading the recording: %w", err)
+	}
+	data, err := json.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.RecordingChunk{Info: &pb.RecordingInfo{Json: data}, Data: buf[:n], Eof: eof}, nil
 }
 
 func (g *handlers) KubeCanI(ctx context.Context, req *pb.KubeCanIRequest) (*pb.KubeCanIResponse, error) {

@@ -111,7 +111,9 @@ var Table = map[string]Row{
 		Requires: "any identity; each cluster says whether the caller may reach it"},
 	pb.AuthService_KubeCanI_FullMethodName: {Access: Rules, Perms: by(kubeCanIPerms),
 		Requires: "user:read (--user) or bot:read (--bot)"},
-	pb.AuthService_SearchAudit_FullMethodName: rules(types.KindEvent, auth.VerbList),
+	pb.AuthService_SearchAudit_FullMethodName:    rules(types.KindEvent, auth.VerbList),
+	pb.AuthService_ListRecordings_FullMethodName: rules(types.KindSession, auth.VerbList),
+	pb.AuthService_GetRecording_FullMethodName:   rules(types.KindSession, auth.VerbRead),
 }
 
 // by adapts a function of one request type to a row's Perms.

@@ -23,6 +23,9 @@ const (
 	KindCertAuthority = "cert_authority"
 	KindBotInstance   = "bot_instance"
 	KindEvent         = "event"
+	// KindSession names session recordings in role rules (list: tsh recordings ls;
+	// read: tsh play).
+	KindSession = "session"
 )
 
 // Resource versions.

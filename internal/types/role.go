@@ -89,11 +89,11 @@ var (
 	ruleVerbs = []string{VerbList, VerbRead, VerbCreate, VerbUpdate, VerbDelete}
 	// ruleResources are the kinds a rule may name. It is the kinds tctl manages plus
 	// cert_authority (for `tctl status` and future rotation), bot_instance (`tctl bots
-	// instances`) and event (the audit log, read by `tctl audit ls`). Plurals are not
-	// accepted, to keep one spelling in stored roles.
+	// instances`), event (the audit log, read by `tctl audit ls`) and session (session
+	// recordings). Plurals are not accepted, to keep one spelling in stored roles.
 	ruleResources = []string{
 		KindRole, KindUser, KindBot, KindBotInstance, KindToken, KindKubeCluster,
-		KindLock, KindCertAuthority, KindEvent,
+		KindLock, KindCertAuthority, KindEvent, KindSession,
 	}
 	// kubeVerbs are the Kubernetes verbs a kubernetes_resources entry may name; exec and
 	// portforward are Teleport's names for the pods/exec and pods/portforward subresources.
@@ -466,10 +466,11 @@ func NewAccessRole() *Role {
 	return r
 }
 
-// NewAuditorRole returns the built-in auditor role: reading the audit log.
+// NewAuditorRole returns the built-in auditor role: reading the audit log and playing
+// session recordings.
 func NewAuditorRole() *Role {
 	r := NewRole(RoleAuditor, V7, RoleSpec{Allow: RoleConditions{
-		Rules: []Rule{{Resources: []string{KindEvent}, Verbs: []string{VerbList, VerbRead}}},
+		Rules: []Rule{{Resources: []string{KindEvent, KindSession}, Verbs: []string{VerbList, VerbRead}}},
 	}})
 	r.Metadata.Description = "Review cluster events"
 	mustCheck(r)

@@ -121,7 +121,7 @@ func TestBuiltinRoles(t *testing.T) {
 		!reflect.DeepEqual(a.KubernetesResources, []KubernetesResource{{Kind: "*", Namespace: "*", Name: "*", Verbs: []string{"*"}}}) {
 		t.Errorf("access allow = %#v", a)
 	}
-	if got := auditor.Spec.Allow.Rules; !reflect.DeepEqual(got, []Rule{{Resources: []string{"event"}, Verbs: []string{"list", "read"}}}) {
+	if got := auditor.Spec.Allow.Rules; !reflect.DeepEqual(got, []Rule{{Resources: []string{"event", "session"}, Verbs: []string{"list", "read"}}}) {
 		t.Errorf("auditor rules = %#v", got)
 	}
 	rs := []Resource{editor, access, auditor}

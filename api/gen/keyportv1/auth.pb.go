@@ -2623,6 +2623,301 @@ func (x *SearchAuditResponse) GetEvents() []*AuditEvent {
 	return nil
 }
 
+type ListRecordingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Namespace     string                 `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Pod           string                 `protobuf:"bytes,4,opt,name=pod,proto3" json:"pod,omitempty"`
+	FromUnix      int64                  `protobuf:"varint,5,opt,name=from_unix,json=fromUnix,proto3" json:"from_unix,omitempty"` // the session started at or after
+	ToUnix        int64                  `protobuf:"varint,6,opt,name=to_unix,json=toUnix,proto3" json:"to_unix,omitempty"`       // the session started before
+	Limit         int32                  `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRecordingsRequest) Reset() {
+	*x = ListRecordingsRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecordingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecordingsRequest) ProtoMessage() {}
+
+func (x *ListRecordingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecordingsRequest.ProtoReflect.Descriptor instead.
+func (*ListRecordingsRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListRecordingsRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ListRecordingsRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *ListRecordingsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ListRecordingsRequest) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *ListRecordingsRequest) GetFromUnix() int64 {
+	if x != nil {
+		return x.FromUnix
+	}
+	return 0
+}
+
+func (x *ListRecordingsRequest) GetToUnix() int64 {
+	if x != nil {
+		return x.ToUnix
+	}
+	return 0
+}
+
+func (x *ListRecordingsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// RecordingInfo is a recording's index entry (recording.Info) as JSON.
+type RecordingInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Json          []byte                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordingInfo) Reset() {
+	*x = RecordingInfo{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordingInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordingInfo) ProtoMessage() {}
+
+func (x *RecordingInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordingInfo.ProtoReflect.Descriptor instead.
+func (*RecordingInfo) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RecordingInfo) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
+type ListRecordingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Recordings    []*RecordingInfo       `protobuf:"bytes,1,rep,name=recordings,proto3" json:"recordings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRecordingsResponse) Reset() {
+	*x = ListRecordingsResponse{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecordingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecordingsResponse) ProtoMessage() {}
+
+func (x *ListRecordingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecordingsResponse.ProtoReflect.Descriptor instead.
+func (*ListRecordingsResponse) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ListRecordingsResponse) GetRecordings() []*RecordingInfo {
+	if x != nil {
+		return x.Recordings
+	}
+	return nil
+}
+
+// GetRecordingRequest asks for the recording from offset on; the answer holds at most
+// 1 MiB of it, and eof says whether it reached the end.
+type GetRecordingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRecordingRequest) Reset() {
+	*x = GetRecordingRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRecordingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRecordingRequest) ProtoMessage() {}
+
+func (x *GetRecordingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRecordingRequest.ProtoReflect.Descriptor instead.
+func (*GetRecordingRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetRecordingRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *GetRecordingRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+type RecordingChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *RecordingInfo         `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Eof           bool                   `protobuf:"varint,3,opt,name=eof,proto3" json:"eof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordingChunk) Reset() {
+	*x = RecordingChunk{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordingChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordingChunk) ProtoMessage() {}
+
+func (x *RecordingChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordingChunk.ProtoReflect.Descriptor instead.
+func (*RecordingChunk) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RecordingChunk) GetInfo() *RecordingInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *RecordingChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *RecordingChunk) GetEof() bool {
+	if x != nil {
+		return x.Eof
+	}
+	return false
+}
+
 type KubeCanIRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -2638,7 +2933,7 @@ type KubeCanIRequest struct {
 
 func (x *KubeCanIRequest) Reset() {
 	*x = KubeCanIRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[43]
+	mi := &file_keyport_v1_auth_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2945,7 @@ func (x *KubeCanIRequest) String() string {
 func (*KubeCanIRequest) ProtoMessage() {}
 
 func (x *KubeCanIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[43]
+	mi := &file_keyport_v1_auth_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2958,7 @@ func (x *KubeCanIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KubeCanIRequest.ProtoReflect.Descriptor instead.
 func (*KubeCanIRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{43}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *KubeCanIRequest) GetUser() string {
@@ -2729,7 +3024,7 @@ type KubeCanIResponse struct {
 
 func (x *KubeCanIResponse) Reset() {
 	*x = KubeCanIResponse{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[44]
+	mi := &file_keyport_v1_auth_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +3036,7 @@ func (x *KubeCanIResponse) String() string {
 func (*KubeCanIResponse) ProtoMessage() {}
 
 func (x *KubeCanIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[44]
+	mi := &file_keyport_v1_auth_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +3049,7 @@ func (x *KubeCanIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KubeCanIResponse.ProtoReflect.Descriptor instead.
 func (*KubeCanIResponse) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{44}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *KubeCanIResponse) GetAllowed() bool {
@@ -2805,7 +3100,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[45]
+	mi := &file_keyport_v1_auth_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2817,7 +3112,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[45]
+	mi := &file_keyport_v1_auth_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2830,7 +3125,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{45}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *LoginRequest) GetUser() string {
@@ -2881,7 +3176,7 @@ type JoinHostRequest struct {
 
 func (x *JoinHostRequest) Reset() {
 	*x = JoinHostRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[46]
+	mi := &file_keyport_v1_auth_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +3188,7 @@ func (x *JoinHostRequest) String() string {
 func (*JoinHostRequest) ProtoMessage() {}
 
 func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[46]
+	mi := &file_keyport_v1_auth_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +3201,7 @@ func (x *JoinHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinHostRequest.ProtoReflect.Descriptor instead.
 func (*JoinHostRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{46}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *JoinHostRequest) GetToken() string {
@@ -2952,7 +3247,7 @@ type ListProxiesRequest struct {
 
 func (x *ListProxiesRequest) Reset() {
 	*x = ListProxiesRequest{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[47]
+	mi := &file_keyport_v1_auth_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2964,7 +3259,7 @@ func (x *ListProxiesRequest) String() string {
 func (*ListProxiesRequest) ProtoMessage() {}
 
 func (x *ListProxiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[47]
+	mi := &file_keyport_v1_auth_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2977,7 +3272,7 @@ func (x *ListProxiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProxiesRequest.ProtoReflect.Descriptor instead.
 func (*ListProxiesRequest) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{47}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{52}
 }
 
 type Proxy struct {
@@ -2992,7 +3287,7 @@ type Proxy struct {
 
 func (x *Proxy) Reset() {
 	*x = Proxy{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[48]
+	mi := &file_keyport_v1_auth_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3004,7 +3299,7 @@ func (x *Proxy) String() string {
 func (*Proxy) ProtoMessage() {}
 
 func (x *Proxy) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[48]
+	mi := &file_keyport_v1_auth_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3017,7 +3312,7 @@ func (x *Proxy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proxy.ProtoReflect.Descriptor instead.
 func (*Proxy) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{48}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Proxy) GetName() string {
@@ -3057,7 +3352,7 @@ type ListProxiesResponse struct {
 
 func (x *ListProxiesResponse) Reset() {
 	*x = ListProxiesResponse{}
-	mi := &file_keyport_v1_auth_proto_msgTypes[49]
+	mi := &file_keyport_v1_auth_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3069,7 +3364,7 @@ func (x *ListProxiesResponse) String() string {
 func (*ListProxiesResponse) ProtoMessage() {}
 
 func (x *ListProxiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_keyport_v1_auth_proto_msgTypes[49]
+	mi := &file_keyport_v1_auth_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3082,7 +3377,7 @@ func (x *ListProxiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProxiesResponse.ProtoReflect.Descriptor instead.
 func (*ListProxiesResponse) Descriptor() ([]byte, []int) {
-	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{49}
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListProxiesResponse) GetProxies() []*Proxy {
@@ -3312,7 +3607,29 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"AuditEvent\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\"E\n" +
 	"\x13SearchAuditResponse\x12.\n" +
-	"\x06events\x18\x01 \x03(\v2\x16.keyport.v1.AuditEventR\x06events\"\xb3\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.keyport.v1.AuditEventR\x06events\"\xc1\x01\n" +
+	"\x15ListRecordingsRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x10\n" +
+	"\x03pod\x18\x04 \x01(\tR\x03pod\x12\x1b\n" +
+	"\tfrom_unix\x18\x05 \x01(\x03R\bfromUnix\x12\x17\n" +
+	"\ato_unix\x18\x06 \x01(\x03R\x06toUnix\x12\x14\n" +
+	"\x05limit\x18\a \x01(\x05R\x05limit\"#\n" +
+	"\rRecordingInfo\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\"S\n" +
+	"\x16ListRecordingsResponse\x129\n" +
+	"\n" +
+	"recordings\x18\x01 \x03(\v2\x19.keyport.v1.RecordingInfoR\n" +
+	"recordings\"L\n" +
+	"\x13GetRecordingRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"e\n" +
+	"\x0eRecordingChunk\x12-\n" +
+	"\x04info\x18\x01 \x01(\v2\x19.keyport.v1.RecordingInfoR\x04info\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x10\n" +
+	"\x03eof\x18\x03 \x01(\bR\x03eof\"\xb3\x01\n" +
 	"\x0fKubeCanIRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x10\n" +
 	"\x03bot\x18\x02 \x01(\tR\x03bot\x12\x18\n" +
@@ -3348,7 +3665,7 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\bclusters\x18\x03 \x03(\tR\bclusters\x12!\n" +
 	"\fexpires_unix\x18\x04 \x01(\x03R\vexpiresUnix\"B\n" +
 	"\x13ListProxiesResponse\x12+\n" +
-	"\aproxies\x18\x01 \x03(\v2\x11.keyport.v1.ProxyR\aproxies2\xd3\x0f\n" +
+	"\aproxies\x18\x01 \x03(\v2\x11.keyport.v1.ProxyR\aproxies2\xf9\x10\n" +
 	"\vAuthService\x129\n" +
 	"\x04Ping\x12\x17.keyport.v1.PingRequest\x1a\x18.keyport.v1.PingResponse\x12T\n" +
 	"\rGetClusterCAs\x12 .keyport.v1.GetClusterCAsRequest\x1a!.keyport.v1.GetClusterCAsResponse\x12?\n" +
@@ -3377,7 +3694,9 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\x15HeartbeatKubeClusters\x12(.keyport.v1.HeartbeatKubeClustersRequest\x1a).keyport.v1.HeartbeatKubeClustersResponse\x12]\n" +
 	"\x10ListKubeClusters\x12#.keyport.v1.ListKubeClustersRequest\x1a$.keyport.v1.ListKubeClustersResponse\x12E\n" +
 	"\bKubeCanI\x12\x1b.keyport.v1.KubeCanIRequest\x1a\x1c.keyport.v1.KubeCanIResponse\x12N\n" +
-	"\vSearchAudit\x12\x1e.keyport.v1.SearchAuditRequest\x1a\x1f.keyport.v1.SearchAuditResponseB8Z6github.com/keyport/keyport/api/gen/keyportv1;keyportv1b\x06proto3"
+	"\vSearchAudit\x12\x1e.keyport.v1.SearchAuditRequest\x1a\x1f.keyport.v1.SearchAuditResponse\x12W\n" +
+	"\x0eListRecordings\x12!.keyport.v1.ListRecordingsRequest\x1a\".keyport.v1.ListRecordingsResponse\x12K\n" +
+	"\fGetRecording\x12\x1f.keyport.v1.GetRecordingRequest\x1a\x1a.keyport.v1.RecordingChunkB8Z6github.com/keyport/keyport/api/gen/keyportv1;keyportv1b\x06proto3"
 
 var (
 	file_keyport_v1_auth_proto_rawDescOnce sync.Once
@@ -3391,7 +3710,7 @@ func file_keyport_v1_auth_proto_rawDescGZIP() []byte {
 	return file_keyport_v1_auth_proto_rawDescData
 }
 
-var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_keyport_v1_auth_proto_goTypes = []any{
 	(*PingRequest)(nil),                   // 0: keyport.v1.PingRequest
 	(*PingResponse)(nil),                  // 1: keyport.v1.PingResponse
@@ -3436,92 +3755,103 @@ var file_keyport_v1_auth_proto_goTypes = []any{
 	(*SearchAuditRequest)(nil),            // 40: keyport.v1.SearchAuditRequest
 	(*AuditEvent)(nil),                    // 41: keyport.v1.AuditEvent
 	(*SearchAuditResponse)(nil),           // 42: keyport.v1.SearchAuditResponse
-	(*KubeCanIRequest)(nil),               // 43: keyport.v1.KubeCanIRequest
-	(*KubeCanIResponse)(nil),              // 44: keyport.v1.KubeCanIResponse
-	(*LoginRequest)(nil),                  // 45: keyport.v1.LoginRequest
-	(*JoinHostRequest)(nil),               // 46: keyport.v1.JoinHostRequest
-	(*ListProxiesRequest)(nil),            // 47: keyport.v1.ListProxiesRequest
-	(*Proxy)(nil),                         // 48: keyport.v1.Proxy
-	(*ListProxiesResponse)(nil),           // 49: keyport.v1.ListProxiesResponse
-	nil,                                   // 50: keyport.v1.WhoAmIResponse.TraitsEntry
-	nil,                                   // 51: keyport.v1.CreateUserRequest.TraitsEntry
-	nil,                                   // 52: keyport.v1.CreateBotRequest.TraitsEntry
-	nil,                                   // 53: keyport.v1.KubeCluster.LabelsEntry
+	(*ListRecordingsRequest)(nil),         // 43: keyport.v1.ListRecordingsRequest
+	(*RecordingInfo)(nil),                 // 44: keyport.v1.RecordingInfo
+	(*ListRecordingsResponse)(nil),        // 45: keyport.v1.ListRecordingsResponse
+	(*GetRecordingRequest)(nil),           // 46: keyport.v1.GetRecordingRequest
+	(*RecordingChunk)(nil),                // 47: keyport.v1.RecordingChunk
+	(*KubeCanIRequest)(nil),               // 48: keyport.v1.KubeCanIRequest
+	(*KubeCanIResponse)(nil),              // 49: keyport.v1.KubeCanIResponse
+	(*LoginRequest)(nil),                  // 50: keyport.v1.LoginRequest
+	(*JoinHostRequest)(nil),               // 51: keyport.v1.JoinHostRequest
+	(*ListProxiesRequest)(nil),            // 52: keyport.v1.ListProxiesRequest
+	(*Proxy)(nil),                         // 53: keyport.v1.Proxy
+	(*ListProxiesResponse)(nil),           // 54: keyport.v1.ListProxiesResponse
+	nil,                                   // 55: keyport.v1.WhoAmIResponse.TraitsEntry
+	nil,                                   // 56: keyport.v1.CreateUserRequest.TraitsEntry
+	nil,                                   // 57: keyport.v1.CreateBotRequest.TraitsEntry
+	nil,                                   // 58: keyport.v1.KubeCluster.LabelsEntry
 }
 var file_keyport_v1_auth_proto_depIdxs = []int32{
 	2,  // 0: keyport.v1.GetClusterCAsResponse.cas:type_name -> keyport.v1.CA
-	50, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
+	55, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
 	8,  // 2: keyport.v1.CreateResourceRequest.resource:type_name -> keyport.v1.Resource
 	8,  // 3: keyport.v1.CreateResourceResponse.resource:type_name -> keyport.v1.Resource
 	8,  // 4: keyport.v1.ListResourcesResponse.resources:type_name -> keyport.v1.Resource
-	51, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
-	52, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
+	56, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
+	57, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
 	23, // 7: keyport.v1.ListBotInstancesResponse.instances:type_name -> keyport.v1.BotInstance
-	53, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
+	58, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
 	35, // 9: keyport.v1.HeartbeatKubeClustersRequest.clusters:type_name -> keyport.v1.KubeCluster
 	35, // 10: keyport.v1.ListKubeClustersResponse.clusters:type_name -> keyport.v1.KubeCluster
 	41, // 11: keyport.v1.SearchAuditResponse.events:type_name -> keyport.v1.AuditEvent
-	48, // 12: keyport.v1.ListProxiesResponse.proxies:type_name -> keyport.v1.Proxy
-	7,  // 13: keyport.v1.WhoAmIResponse.TraitsEntry.value:type_name -> keyport.v1.StringList
-	7,  // 14: keyport.v1.CreateUserRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
-	7,  // 15: keyport.v1.CreateBotRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
-	0,  // 16: keyport.v1.AuthService.Ping:input_type -> keyport.v1.PingRequest
-	3,  // 17: keyport.v1.AuthService.GetClusterCAs:input_type -> keyport.v1.GetClusterCAsRequest
-	5,  // 18: keyport.v1.AuthService.WhoAmI:input_type -> keyport.v1.WhoAmIRequest
-	9,  // 19: keyport.v1.AuthService.CreateResource:input_type -> keyport.v1.CreateResourceRequest
-	11, // 20: keyport.v1.AuthService.GetResource:input_type -> keyport.v1.GetResourceRequest
-	12, // 21: keyport.v1.AuthService.ListResources:input_type -> keyport.v1.ListResourcesRequest
-	14, // 22: keyport.v1.AuthService.DeleteResource:input_type -> keyport.v1.DeleteResourceRequest
-	16, // 23: keyport.v1.AuthService.CreateUser:input_type -> keyport.v1.CreateUserRequest
-	17, // 24: keyport.v1.AuthService.ResetUser:input_type -> keyport.v1.ResetUserRequest
-	19, // 25: keyport.v1.AuthService.CreateBot:input_type -> keyport.v1.CreateBotRequest
-	21, // 26: keyport.v1.AuthService.UpdateBot:input_type -> keyport.v1.UpdateBotRequest
-	22, // 27: keyport.v1.AuthService.ListBotInstances:input_type -> keyport.v1.ListBotInstancesRequest
-	47, // 28: keyport.v1.AuthService.ListProxies:input_type -> keyport.v1.ListProxiesRequest
-	25, // 29: keyport.v1.AuthService.CreateToken:input_type -> keyport.v1.CreateTokenRequest
-	27, // 30: keyport.v1.AuthService.CreateLock:input_type -> keyport.v1.CreateLockRequest
-	28, // 31: keyport.v1.AuthService.SignUser:input_type -> keyport.v1.SignUserRequest
-	30, // 32: keyport.v1.AuthService.JoinBot:input_type -> keyport.v1.JoinBotRequest
-	31, // 33: keyport.v1.AuthService.BoundKeypairChallenge:input_type -> keyport.v1.BoundKeypairChallengeRequest
-	33, // 34: keyport.v1.AuthService.RenewBot:input_type -> keyport.v1.RenewBotRequest
-	34, // 35: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
-	45, // 36: keyport.v1.AuthService.Login:input_type -> keyport.v1.LoginRequest
-	46, // 37: keyport.v1.AuthService.JoinHost:input_type -> keyport.v1.JoinHostRequest
-	36, // 38: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
-	38, // 39: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
-	43, // 40: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
-	40, // 41: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
-	1,  // 42: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
-	4,  // 43: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
-	6,  // 44: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
-	10, // 45: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
-	8,  // 46: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
-	13, // 47: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
-	15, // 48: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
-	18, // 49: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
-	18, // 50: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
-	20, // 51: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
-	8,  // 52: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
-	24, // 53: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
-	49, // 54: keyport.v1.AuthService.ListProxies:output_type -> keyport.v1.ListProxiesResponse
-	26, // 55: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
-	8,  // 56: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
-	29, // 57: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
-	29, // 58: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
-	32, // 59: keyport.v1.AuthService.BoundKeypairChallenge:output_type -> keyport.v1.BoundKeypairChallengeResponse
-	29, // 60: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
-	29, // 61: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
-	29, // 62: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
-	29, // 63: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
-	37, // 64: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
-	39, // 65: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
-	44, // 66: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
-	42, // 67: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
-	42, // [42:68] is the sub-list for method output_type
-	16, // [16:42] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	44, // 12: keyport.v1.ListRecordingsResponse.recordings:type_name -> keyport.v1.RecordingInfo
+	44, // 13: keyport.v1.RecordingChunk.info:type_name -> keyport.v1.RecordingInfo
+	53, // 14: keyport.v1.ListProxiesResponse.proxies:type_name -> keyport.v1.Proxy
+	7,  // 15: keyport.v1.WhoAmIResponse.TraitsEntry.value:type_name -> keyport.v1.StringList
+	7,  // 16: keyport.v1.CreateUserRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
+	7,  // 17: keyport.v1.CreateBotRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
+	0,  // 18: keyport.v1.AuthService.Ping:input_type -> keyport.v1.PingRequest
+	3,  // 19: keyport.v1.AuthService.GetClusterCAs:input_type -> keyport.v1.GetClusterCAsRequest
+	5,  // 20: keyport.v1.AuthService.WhoAmI:input_type -> keyport.v1.WhoAmIRequest
+	9,  // 21: keyport.v1.AuthService.CreateResource:input_type -> keyport.v1.CreateResourceRequest
+	11, // 22: keyport.v1.AuthService.GetResource:input_type -> keyport.v1.GetResourceRequest
+	12, // 23: keyport.v1.AuthService.ListResources:input_type -> keyport.v1.ListResourcesRequest
+	14, // 24: keyport.v1.AuthService.DeleteResource:input_type -> keyport.v1.DeleteResourceRequest
+	16, // 25: keyport.v1.AuthService.CreateUser:input_type -> keyport.v1.CreateUserRequest
+	17, // 26: keyport.v1.AuthService.ResetUser:input_type -> keyport.v1.ResetUserRequest
+	19, // 27: keyport.v1.AuthService.CreateBot:input_type -> keyport.v1.CreateBotRequest
+	21, // 28: keyport.v1.AuthService.UpdateBot:input_type -> keyport.v1.UpdateBotRequest
+	22, // 29: keyport.v1.AuthService.ListBotInstances:input_type -> keyport.v1.ListBotInstancesRequest
+	52, // 30: keyport.v1.AuthService.ListProxies:input_type -> keyport.v1.ListProxiesRequest
+	25, // 31: keyport.v1.AuthService.CreateToken:input_type -> keyport.v1.CreateTokenRequest
+	27, // 32: keyport.v1.AuthService.CreateLock:input_type -> keyport.v1.CreateLockRequest
+	28, // 33: keyport.v1.AuthService.SignUser:input_type -> keyport.v1.SignUserRequest
+	30, // 34: keyport.v1.AuthService.JoinBot:input_type -> keyport.v1.JoinBotRequest
+	31, // 35: keyport.v1.AuthService.BoundKeypairChallenge:input_type -> keyport.v1.BoundKeypairChallengeRequest
+	33, // 36: keyport.v1.AuthService.RenewBot:input_type -> keyport.v1.RenewBotRequest
+	34, // 37: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
+	50, // 38: keyport.v1.AuthService.Login:input_type -> keyport.v1.LoginRequest
+	51, // 39: keyport.v1.AuthService.JoinHost:input_type -> keyport.v1.JoinHostRequest
+	36, // 40: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
+	38, // 41: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
+	48, // 42: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
+	40, // 43: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
+	43, // 44: keyport.v1.AuthService.ListRecordings:input_type -> keyport.v1.ListRecordingsRequest
+	46, // 45: keyport.v1.AuthService.GetRecording:input_type -> keyport.v1.GetRecordingRequest
+	1,  // 46: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
+	4,  // 47: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
+	6,  // 48: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
+	10, // 49: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
+	8,  // 50: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
+	13, // 51: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
+	15, // 52: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
+	18, // 53: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
+	18, // 54: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
+	20, // 55: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
+	8,  // 56: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
+	24, // 57: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
+	54, // 58: keyport.v1.AuthService.ListProxies:output_type -> keyport.v1.ListProxiesResponse
+	26, // 59: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
+	8,  // 60: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
+	29, // 61: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
+	29, // 62: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
+	32, // 63: keyport.v1.AuthService.BoundKeypairChallenge:output_type -> keyport.v1.BoundKeypairChallengeResponse
+	29, // 64: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
+	29, // 65: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
+	29, // 66: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
+	29, // 67: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
+	37, // 68: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
+	39, // 69: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
+	49, // 70: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
+	42, // 71: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
+	45, // 72: keyport.v1.AuthService.ListRecordings:output_type -> keyport.v1.ListRecordingsResponse
+	47, // 73: keyport.v1.AuthService.GetRecording:output_type -> keyport.v1.RecordingChunk
+	46, // [46:74] is the sub-list for method output_type
+	18, // [18:46] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_keyport_v1_auth_proto_init() }
@@ -3535,7 +3865,7 @@ func file_keyport_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyport_v1_auth_proto_rawDesc), len(file_keyport_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   54,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -53,6 +53,8 @@ const (
 	AuthService_ListKubeClusters_FullMethodName      = "/keyport.v1.AuthService/ListKubeClusters"
 	AuthService_KubeCanI_FullMethodName              = "/keyport.v1.AuthService/KubeCanI"
 	AuthService_SearchAudit_FullMethodName           = "/keyport.v1.AuthService/SearchAudit"
+	AuthService_ListRecordings_FullMethodName        = "/keyport.v1.AuthService/ListRecordings"
+	AuthService_GetRecording_FullMethodName          = "/keyport.v1.AuthService/GetRecording"
 )
 
 // AuthServiceClient is the client API for AuthService service.
@@ -112,6 +114,9 @@ type AuthServiceClient interface {
 	KubeCanI(ctx context.Context, in *KubeCanIRequest, opts ...grpc.CallOption) (*KubeCanIResponse, error)
 	// Audit log.
 	SearchAudit(ctx context.Context, in *SearchAuditRequest, opts ...grpc.CallOption) (*SearchAuditResponse, error)
+	// Session recordings: the index (session:list) and one recording (session:read).
+	ListRecordings(ctx context.Context, in *ListRecordingsRequest, opts ...grpc.CallOption) (*ListRecordingsResponse, error)
+	GetRecording(ctx context.Context, in *GetRecordingRequest, opts ...grpc.CallOption) (*RecordingChunk, error)
 }
 
 type authServiceClient struct {
@@ -382,6 +387,26 @@ func (c *authServiceClient) SearchAudit(ctx context.Context, in *SearchAuditRequ
 	return out, nil
 }
 
+func (c *authServiceClient) ListRecordings(ctx context.Context, in *ListRecordingsRequest, opts ...grpc.CallOption) (*ListRecordingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRecordingsResponse)
+	err := c.cc.Invoke(ctx, AuthService_ListRecordings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) GetRecording(ctx context.Context, in *GetRecordingRequest, opts ...grpc.CallOption) (*RecordingChunk, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordingChunk)
+	err := c.cc.Invoke(ctx, AuthService_GetRecording_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServiceServer is the server API for AuthService service.
 // All implementations must embed UnimplementedAuthServiceServer
 // for forward compatibility.
@@ -439,6 +464,9 @@ type AuthServiceServer interface {
 	KubeCanI(context.Context, *KubeCanIRequest) (*KubeCanIResponse, error)
 	// Audit log.
 	SearchAudit(context.Context, *SearchAuditRequest) (*SearchAuditResponse, error)
+	// Session recordings: the index (session:list) and one recording (session:read).
+	ListRecordings(context.Context, *ListRecordingsRequest) (*ListRecordingsResponse, error)
+	GetRecording(context.Context, *GetRecordingRequest) (*RecordingChunk, error)
 	mustEmbedUnimplementedAuthServiceServer()
 }
 
@@ -526,6 +554,12 @@ func (UnimplementedAuthServiceServer) KubeCanI(context.Context, *KubeCanIRequest
 }
 func (UnimplementedAuthServiceServer) SearchAudit(context.Context, *SearchAuditRequest) (*SearchAuditResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SearchAudit not implemented")
+}
+func (UnimplementedAuthServiceServer) ListRecordings(context.Context, *ListRecordingsRequest) (*ListRecordingsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListRecordings not implemented")
+}
+func (UnimplementedAuthServiceServer) GetRecording(context.Context, *GetRecordingRequest) (*RecordingChunk, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetRecording not implemented")
 }
 func (UnimplementedAuthServiceServer) mustEmbedUnimplementedAuthServiceServer() {}
 func (UnimplementedAuthServiceServer) testEmbeddedByValue()                     {}
@@ -1016,6 +1050,42 @@ func _AuthService_SearchAudit_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_ListRecordings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRecordingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ListRecordings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ListRecordings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ListRecordings(ctx, req.(*ListRecordingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_GetRecording_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRecordingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).GetRecording(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_GetRecording_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).GetRecording(ctx, req.(*GetRecordingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuthService_ServiceDesc is the grpc.ServiceDesc for AuthService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1126,6 +1196,14 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SearchAudit",
 			Handler:    _AuthService_SearchAudit_Handler,
+		},
+		{
+			MethodName: "ListRecordings",
+			Handler:    _AuthService_ListRecordings_Handler,
+		},
+		{
+			MethodName: "GetRecording",
+			Handler:    _AuthService_GetRecording_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
