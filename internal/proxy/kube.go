@@ -602,6 +602,9 @@ func emitRequestEnd(cfg KubeConfig, m *metrics, r *http.Request, rec *statusReco
 	if sum := st.summary; sum != nil {
 		fields["session_id"], fields["exit_code"] = sum.SessionID, sum.ExitCode
 		fields["bytes_in"], fields["bytes_out"] = sum.BytesIn, sum.BytesOut
+		if sum.Failure != "" {
+			fields["failure"] = sum.Failure
+		}
 		if sum.Gap != nil {
 			fields["recording_gap"] = sum.Gap.Error()
 		}

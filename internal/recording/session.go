@@ -31,9 +31,11 @@ type Info struct {
 	End      time.Time     `json:"end"`
 	Duration time.Duration `json:"duration"`
 	// ExitCode is the command's exit code; -1 when the session ended without one.
-	ExitCode int   `json:"exit_code"`
-	BytesIn  int64 `json:"bytes_in"`
-	BytesOut int64 `json:"bytes_out"`
+	ExitCode int `json:"exit_code"`
+	// Failure is the API server's message when the session failed without an exit code.
+	Failure  string `json:"failure,omitempty"`
+	BytesIn  int64  `json:"bytes_in"`
+	BytesOut int64  `json:"bytes_out"`
 	// Status: complete; gap (the recording misses part of the session, Error says why);
 	// incomplete (the proxy stopped mid-session: the recording ends at its last event).
 	Status string `json:"status"`
@@ -445,8 +447,10 @@ type Summary struct {
 	SessionID string
 	Duration  time.Duration
 	ExitCode  int
-	BytesIn   int64
-	BytesOut  int64
+	// Failure is the API server's message for a failure without an exit code.
+	Failure  string
+	BytesIn  int64
+	BytesOut int64
 	// Gap is why the recording misses part of the session, if it does.
 	Gap error
 }
@@ -475,15 +479,18 @@ func (s *Session) Finish() Summary {
 		return Summary{ExitCode: -1}
 	}
 	sum.Duration = r.cfg.Clock.Now().Sub(s.Meta.Start)
-	sum.ExitCode = exitCode(status)
-	if sum.ExitCode >= 0 {
+	sum.ExitCode, sum.Failure = exitStatus(status)
+	switch {
+	case sum.ExitCode >= 0:
 		_ = s.w.Marker("exit " + strconv.Itoa(sum.ExitCode))
+	case sum.Failure != "":
+		_ = s.w.Marker("error: " + sum.Failure)
 	}
 	_ = s.w.Flush()
 	if err := s.f.Close(); err != nil && gap == nil {
 		sum.Gap = fmt.Errorf("closing the recording: %w", err)
 	}
-	info := Info{Meta: s.Meta, End: s.Meta.Start.Add(sum.Duration), Duration: sum.Duration, ExitCode: sum.ExitCode,
+	info := Info{Meta: s.Meta, End: s.Meta.Start.Add(sum.Duration), Duration: sum.Duration, ExitCode: sum.ExitCode, Failure: sum.Failure,
 		BytesIn: sum.BytesIn, BytesOut: sum.BytesOut, Status: StatusComplete}
 	if sum.Gap != nil {
 		info.Status, info.Error = StatusGap, sum.Gap.Error()
@@ -496,29 +503,29 @@ func (s *Session) Finish() Summary {
 	return sum
 }
 
-// exitCode reads the exit code from the API server's final status: 0 for success, the
-// code of a NonZeroExitCode failure, -1 when there is none.
-func exitCode(status []byte) int {
+// exitStatus reads the API server's final status: exit code 0 for success, the code of
+// a NonZeroExitCode failure; -1 and the message for another failure or none at all.
+func exitStatus(status []byte) (int, string) {
 	if len(bytes.TrimSpace(status)) == 0 {
-		return -1
+		return -1, ""
 	}
 	var st metav1.Status
 	if err := json.Unmarshal(status, &st); err != nil {
-		return -1
+		return -1, "unreadable status: " + err.Error()
 	}
 	if st.Status == metav1.StatusSuccess {
-		return 0
+		return 0, ""
 	}
 	if st.Details != nil {
 		for _, c := range st.Details.Causes {
 			if c.Type == "ExitCode" {
 				if n, err := strconv.Atoi(c.Message); err == nil {
-					return n
+					return n, ""
 				}
 			}
 		}
 	}
-	return -1
+	return -1, st.Message
 }
 
 // upload stores a finished recording, indexes it and removes the pending file. A failed
@@ -647,6 +654,9 @@ func ReadInfo(path string) (Info, error) {
 				if c, err := strconv.Atoi(n); err == nil {
 					info.ExitCode, info.Status = c, StatusComplete
 				}
+			}
+			if msg, ok := strings.CutPrefix(string(e.Data), "error: "); ok {
+				info.Failure, info.Status = msg, StatusComplete
 			}
 		case isData && s == Stdin:
 			info.BytesIn += int64(len(e.Data))

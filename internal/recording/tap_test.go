@@ -228,3 +228,25 @@ func FuzzTap(f *testing.F) {
 		_ = tap.Notice("x")
 	})
 }
+
+func TestExitStatus(t *testing.T) {
+	tests := []struct {
+		status string
+		code   int
+		msg    string
+	}{
+		{``, -1, ""},
+		{`{"status":"Success","metadata":{}}`, 0, ""},
+		{`{"status":"Failure","message":"command terminated with non-zero exit code: exit status 3","reason":"NonZeroExitCode",` +
+			`"details":{"causes":[{"reason":"ExitCode","message":"3"}]}}`, 3, ""},
+		{`{"status":"Failure","message":"error executing command in container: exit status 4","reason":"InternalError"}`, -1,
+			"error executing command in container: exit status 4"},
+		{`not json`, -1, "unreadable status: invalid character 'o' in literal null (expecting 'u')"},
+	}
+	for _, tt := range tests {
+		code, msg := exitStatus([]byte(tt.status))
+		if code != tt.code || msg != tt.msg {
+			t.Errorf("exitStatus(%s) = %d, %q; want %d, %q", tt.status, code, msg, tt.code, tt.msg)
+		}
+	}
+}

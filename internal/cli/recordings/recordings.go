@@ -237,6 +237,8 @@ func Play(ctx context.Context, r io.Reader, o PlayOptions, out io.Writer) error 
 			label := string(e.Data)
 			if code, ok := strings.CutPrefix(label, "exit "); ok {
 				label = "the session ended with exit code " + code
+			} else if msg, ok := strings.CutPrefix(label, "error: "); ok {
+				label = "the session ended with an error: " + msg
 			}
 			if _, err := fmt.Fprintf(out, "\r\n[keyport: %s]\r\n", label); err != nil {
 				return err
