@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # kube-tools.sh installs the real Kubernetes parts that Keyport's tests run against
 # (see ../shared/KUBE.md): etcd from Debian, kube-apiserver and kube-controller-manager
-# built from the Go module proxy, kwok and helm built with `go install`, Debian's
-# chromium for the invite page's browser test, and (KUBE_E2E=1, `make kube-e2e`) the
-# upstream e2e.test binary for the conformance tests.
+# built from the Go module proxy, kwok, helm and MinIO (a real S3-compatible server for
+# the recording upload tests) built with `go install`, Debian's chromium for the invite
+# page's browser test, and (KUBE_E2E=1, `make kube-e2e`) the upstream e2e.test binary for
+# the conformance tests.
 # Everything lands in $KEYPORT_CACHE (default $HOME/.cache/keyport); each tool has a
 # version stamp, so a second run does nothing.
 set -euo pipefail
@@ -11,6 +12,7 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:?set by the Makefile}"
 KWOK_VERSION="${KWOK_VERSION:?set by the Makefile}"
 HELM_VERSION="${HELM_VERSION:?set by the Makefile}"
+MINIO_VERSION="${MINIO_VERSION:?set by the Makefile}"
 CACHE="${KEYPORT_CACHE:-$HOME/.cache/keyport}"
 BIN="$CACHE/bin"
 STAMPS="$CACHE/stamps"
@@ -122,6 +124,15 @@ if ! stamped helm "$want_helm" || [ ! -x "$BIN/helm" ]; then
   log "building helm $HELM_VERSION"
   GOBIN="$BIN" CGO_ENABLED=0 go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   stamp helm "$want_helm"
+fi
+
+# MinIO, a real S3-compatible server for the recording upload tests
+# (internal/testenv/minioenv). The module has no replace directives, so `go install` works.
+want_minio="minio-$MINIO_VERSION"
+if ! stamped minio "$want_minio" || [ ! -x "$BIN/minio" ]; then
+  log "building minio $MINIO_VERSION"
+  GOBIN="$BIN" CGO_ENABLED=0 go install "github.com/minio/minio@$MINIO_VERSION"
+  stamp minio "$want_minio"
 fi
 
 # The upstream e2e test binary, for the conformance selection `make test` runs and for

@@ -51,6 +51,8 @@ const (
 	SessionEnd   = "session.end"
 	// SessionUpload: a session's recording was stored (or, unsuccessful, stays pending).
 	SessionUpload = "session.upload"
+	// SessionJoin: a user joined a live session to watch it (or was refused).
+	SessionJoin = "session.join"
 )
 
 // Event is one audit record. Fields holds what is specific to the type.

@@ -85,6 +85,9 @@ type Server struct {
 	hostCA *tlsca.CA
 	userCA *tlsca.CA
 
+	// live is the proxy's recorder (sessions.go).
+	live liveSessions
+
 	joinLimiter  *limiter
 	loginLimiter *limiter
 	verified     verifiedCerts

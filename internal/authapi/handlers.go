@@ -428,6 +428,26 @@ func (g *handlers) GetRecording(ctx context.Context, req *pb.GetRecordingRequest
 	return &pb.RecordingChunk{Info: &pb.RecordingInfo{Json: data}, Data: buf[:n], Eof: eof}, nil
 }
 
+func (g *handlers) ListActiveSessions(ctx context.Context, _ *pb.ListActiveSessionsRequest) (*pb.ListActiveSessionsResponse, error) {
+	out := &pb.ListActiveSessionsResponse{}
+	for _, m := range g.s.ActiveSessions(ctx, actorOf(ctx)) {
+		data, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		out.Sessions = append(out.Sessions, &pb.RecordingInfo{Json: data})
+	}
+	return out, nil
+}
+
+func (g *handlers) JoinSession(ctx context.Context, req *pb.JoinSessionRequest) (*pb.JoinSessionResponse, error) {
+	data, ended, err := g.s.JoinSession(ctx, actorOf(ctx), req.GetSessionId(), req.GetOffset())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.JoinSessionResponse{Data: data, Ended: ended}, nil
+}
+
 func (g *handlers) KubeCanI(ctx context.Context, req *pb.KubeCanIRequest) (*pb.KubeCanIResponse, error) {
 	res, err := g.s.KubeCanI(ctx, req.GetUser(), req.GetBot(), req.GetCluster(), auth.ResourceAttributes{
 		Verb: req.GetVerb(), Resource: req.GetResource(), Namespace: req.GetNamespace(), Name: req.GetName()})

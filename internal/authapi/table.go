@@ -114,6 +114,10 @@ var Table = map[string]Row{
 	pb.AuthService_SearchAudit_FullMethodName:    rules(types.KindEvent, auth.VerbList),
 	pb.AuthService_ListRecordings_FullMethodName: rules(types.KindSession, auth.VerbList),
 	pb.AuthService_GetRecording_FullMethodName:   rules(types.KindSession, auth.VerbRead),
+	pb.AuthService_ListActiveSessions_FullMethodName: {Access: Authenticated,
+		Requires: "any identity; only the live sessions its roles' allow.join_sessions cover are listed"},
+	pb.AuthService_JoinSession_FullMethodName: {Access: Authenticated,
+		Requires: "any identity whose roles' allow.join_sessions cover the session's owner (checked and audited as session.join)"},
 }
 
 // by adapts a function of one request type to a row's Perms.

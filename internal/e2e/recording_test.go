@@ -122,6 +122,24 @@ func (s *ptySession) exitCode() int {
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // waitRecordings waits until the index holds n recordings that match req.
 func waitRecordings(t *testing.T, admin *client.Client, req *pb.ListRecordingsRequest, n int) []recording.Info {
 	t.Helper()
@@ -180,10 +198,13 @@ func indexOf(evs []playedEvent, typ, stream, s string) int {
 
 // auditorTsh is a person with the auditor role (session:list and session:read) logged in
 // with the built tsh.
-func auditorTsh(t *testing.T, s *kubeSetup, name string) *tshUser {
+func auditorTsh(t *testing.T, s *kubeSetup, name string, roles ...string) *tshUser {
 	t.Helper()
 	ctx := context.Background()
-	resp, err := s.admin.CreateUser(ctx, &pb.CreateUserRequest{Name: name, Roles: []string{types.RoleAuditor}})
+	if len(roles) == 0 {
+		roles = []string{types.RoleAuditor}
+	}
+	resp, err := s.admin.CreateUser(ctx, &pb.CreateUserRequest{Name: name, Roles: roles})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,6 +333,65 @@ func TestSessionRecording(t *testing.T) {
 		// A user without session:read is refused.
 		if out, errOut, err := newTshUser(t, kc).run("", "tsh", "play", infos[0].SessionID); err == nil {
 			t.Errorf("tsh play without a login worked: %s %s", out, errOut)
+		}
+	})
+	t.Run("tsh kube join watches a live session", func(t *testing.T) {
+		createResource(t, s.admin, types.NewRole("watcher", types.V7, types.RoleSpec{Allow: types.RoleConditions{
+			JoinSessions: []types.SessionJoinPolicy{{Name: "watch-editors", Roles: []string{"example-*"},
+				Kinds: []string{types.SessionKindKube}, Modes: []string{types.SessionModeWatch}}}}}))
+		w := auditorTsh(t, s, "wanda", "watcher")
+		sess := startPTY(t, kc, nil, "exec", "-it", "web-0", "--", "sh")
+		sess.waitForAny("# ", "$ ")
+		var live []recording.Meta
+		if err := json.Unmarshal([]byte(w.must("", "tsh", "kube", "sessions", "ls", "--format=json")), &live); err != nil || len(live) != 1 {
+			t.Fatalf("tsh kube sessions ls: %v %+v", err, live)
+		}
+		if out := u.must("", "tsh", "kube", "sessions", "ls"); strings.Contains(out, live[0].SessionID) {
+			t.Errorf("a user without join_sessions sees the session:\n%s", out)
+		}
+		if _, errOut, err := u.run("", "tsh", "kube", "join", live[0].SessionID); err == nil || !strings.Contains(errOut, "allow.join_sessions") {
+			t.Errorf("join without join_sessions: %v %s", err, errOut)
+		}
+		join := exec.Command(filepath.Join(binDir, "tsh"), "kube", "join", live[0].SessionID)
+		join.Env, join.Dir = w.env, w.home
+		var joinOut, joinErr syncBuffer
+		join.Stdout, join.Stderr = &joinOut, &joinErr
+		if err := join.Start(); err != nil {
+			t.Fatal(err)
+		}
+		joined := make(chan error, 1)
+		go func() { joined <- join.Wait() }()
+		sess.typeLine("echo live-$((2*21))")
+		waitUntil(t, 20*time.Second, func() bool { return strings.Contains(joinOut.String(), "live-42") })
+		sess.typeLine("exit")
+		if code := sess.exitCode(); code != 0 {
+			t.Errorf("kubectl exit code %d", code)
+		}
+		select {
+		case err := <-joined:
+			if err != nil {
+				t.Errorf("tsh kube join: %v\n%s\n%s", err, joinOut.String(), joinErr.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("tsh kube join did not end with the session")
+		}
+		resp, err := s.admin.SearchAudit(context.Background(), &pb.SearchAuditRequest{Type: audit.SessionJoin, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ok, refused int
+		for _, e := range resp.GetEvents() {
+			var ev audit.Event
+			_ = json.Unmarshal(e.GetJson(), &ev)
+			switch {
+			case ev.User == "wanda" && ev.Success && ev.Fields["session_id"] == live[0].SessionID:
+				ok++
+			case ev.User == "audra" && !ev.Success:
+				refused++
+			}
+		}
+		if ok != 1 || refused != 1 {
+			t.Errorf("session.join events: %d by wanda, %d refusals of audra; want 1 and 1", ok, refused)
 		}
 	})
 	t.Run("strict refuses what it cannot record; best_effort goes on", func(t *testing.T) {

@@ -117,6 +117,10 @@ type Writer struct {
 	// carry holds the start of a UTF-8 sequence cut at the end of a chunk, per stream.
 	carry [3][]byte
 	err   error
+	// n counts the bytes written; changed is closed (and replaced) at every write, for
+	// observers that follow the recording as it grows.
+	n       int64
+	changed chan struct{}
 }
 
 // NewWriter writes h and returns a Writer for the events. Times are offsets from h's
@@ -138,7 +142,14 @@ func NewWriter(w io.Writer, h Header, clk clock.Clock) (*Writer, error) {
 	if _, err := w.Write(append(b, '\n')); err != nil {
 		return nil, fmt.Errorf("writing the recording's header: %w", err)
 	}
-	return &Writer{w: w, clk: clk, start: clk.Now()}, nil
+	return &Writer{w: w, clk: clk, start: clk.Now(), n: int64(len(b) + 1), changed: make(chan struct{})}, nil
+}
+
+// Progress returns how many bytes are written and a channel closed at the next write.
+func (w *Writer) Progress() (int64, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n, w.changed
 }
 
 // Data records bytes of stdin, stdout or stderr.
@@ -246,6 +257,9 @@ func (w *Writer) event(code string, data []byte, binary bool) error {
 		w.err = fmt.Errorf("writing the recording: %w", err)
 		return w.err
 	}
+	w.n += int64(len(b))
+	close(w.changed)
+	w.changed = make(chan struct{})
 	return nil
 }
 

@@ -206,6 +206,8 @@ type Session struct {
 	wrapped bool
 	// storeErr is the store's failure while it lasts.
 	storeErr error
+	// finished is closed when the session ends.
+	finished chan struct{}
 }
 
 // Start opens the recording of a new session. In strict mode an error means the session
@@ -237,7 +239,7 @@ func (r *Recorder) Start(ctx context.Context, m Meta) (*Session, error) {
 		_ = os.Remove(path)
 		return nil, err
 	}
-	s := &Session{rec: r, Meta: m, path: path, f: f, w: w}
+	s := &Session{rec: r, Meta: m, path: path, f: f, w: w, finished: make(chan struct{})}
 	r.mu.Lock()
 	r.live[m.SessionID] = s
 	r.mu.Unlock()
@@ -333,6 +335,77 @@ func (s *Session) recordGap(err error) {
 	if strict {
 		s.End(fmt.Errorf("keyport ended this session: its recording could not be written (strict recording mode): %w", err))
 	}
+}
+
+// Live returns the metadata of the sessions this recorder is recording now.
+func (r *Recorder) Live() []Meta {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Meta, 0, len(r.live))
+	for _, s := range r.live {
+		out = append(out, s.Meta)
+	}
+	return out
+}
+
+// maxFollow is the most one Follow returns.
+const maxFollow = 1 << 20
+
+// Follow returns the recording of live session id from offset on, as it is written: it
+// waits up to wait for new bytes. ended reports that the session is over (or not on
+// this proxy) and nothing more will come.
+func (r *Recorder) Follow(ctx context.Context, id string, offset int64, wait time.Duration) (meta Meta, data []byte, ended bool, err error) {
+	r.mu.Lock()
+	s := r.live[id]
+	r.mu.Unlock()
+	if s == nil {
+		return Meta{}, nil, true, ErrNotFound
+	}
+	deadline := r.cfg.Clock.After(wait)
+	for {
+		n, changed := s.w.Progress()
+		if offset < n {
+			data, err := readAt(s.path, offset, min(n-offset, maxFollow))
+			if err != nil {
+				select {
+				case <-s.finished: // uploaded and removed meanwhile
+					return s.Meta, nil, true, nil
+				default:
+				}
+			}
+			return s.Meta, data, false, err
+		}
+		select {
+		case <-s.finished:
+			if n, _ := s.w.Progress(); offset < n {
+				continue
+			}
+			return s.Meta, nil, true, nil
+		default:
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return s.Meta, nil, false, nil
+		case <-s.finished:
+		case <-ctx.Done():
+			return s.Meta, nil, false, ctx.Err()
+		}
+	}
+}
+
+func readAt(path string, off, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	k, err := f.ReadAt(b, off)
+	if err == io.EOF {
+		err = nil
+	}
+	return b[:k], err
 }
 
 // storeDown: the store failed a check while the session ran.
@@ -468,9 +541,13 @@ func (s *Session) Finish() Summary {
 	status, gap, wrapped := s.status, s.gap, s.wrapped
 	sum := Summary{SessionID: s.Meta.SessionID, BytesIn: s.bytesIn, BytesOut: s.bytesOut, Gap: gap}
 	s.mu.Unlock()
-	r.mu.Lock()
-	delete(r.live, s.Meta.SessionID)
-	r.mu.Unlock()
+	// Observers see the whole recording, end markers included, before it leaves.
+	defer func() {
+		close(s.finished)
+		r.mu.Lock()
+		delete(r.live, s.Meta.SessionID)
+		r.mu.Unlock()
+	}()
 	if !wrapped {
 		// The API server refused the session (or never answered): nothing ran, and the
 		// request's kube audit event says why.

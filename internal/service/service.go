@@ -220,6 +220,7 @@ func New(ctx context.Context, opts Options) (*Process, error) {
 		p.Close()
 		return nil, err
 	}
+	a.SetLiveSessions(p.recorder)
 	p.kubeH = proxy.NewKubeHandler(proxy.KubeConfig{
 		Auth: a, Clusters: lc, Decider: proxy.NewAccessDecider(a.Cache()), ContinueKey: continueKey,
 		Audit: al, Refusals: p.refusals, Clock: opts.Clock, Logger: opts.Logger.With("component", "proxy"),

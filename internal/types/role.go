@@ -51,7 +51,28 @@ type RoleConditions struct {
 	KubernetesUsers     []string             `yaml:"kubernetes_users,omitempty" json:"kubernetes_users,omitempty"`
 	KubernetesResources []KubernetesResource `yaml:"kubernetes_resources,omitempty" json:"kubernetes_resources,omitempty"`
 	Rules               []Rule               `yaml:"rules,omitempty" json:"rules,omitempty"`
+	// JoinSessions lets the holder watch the live sessions of others (allow only).
+	JoinSessions []SessionJoinPolicy `yaml:"join_sessions,omitempty" json:"join_sessions,omitempty"`
 }
+
+// SessionJoinPolicy is one entry of allow.join_sessions, as in Teleport: the holder may
+// join, in one of Modes, the live sessions of Kinds started by a user who holds one of
+// Roles.
+type SessionJoinPolicy struct {
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Roles are the session owner's roles this entry covers ('*' globs).
+	Roles []string `yaml:"roles" json:"roles"`
+	// Kinds: k8s (Kubernetes exec and attach sessions) or '*'.
+	Kinds []string `yaml:"kinds" json:"kinds"`
+	// Modes: observer (read-only) or '*'. Keyport has no peer or moderator mode yet.
+	Modes []string `yaml:"modes" json:"modes"`
+}
+
+// Session join kinds and modes.
+const (
+	SessionKindKube  = "k8s"
+	SessionModeWatch = "observer"
+)
 
 // KubernetesResource selects objects inside a kube cluster. Its meaning depends on the
 // role version: v5–v7 use the singular kinds of the v7 table (see KubeKindV7), v8 uses
@@ -233,6 +254,34 @@ func (c *RoleConditions) check(version, path string) error {
 	for i, rule := range c.Rules {
 		if err := rule.check(indexPath(path+".rules", i)); err != nil {
 			return err
+		}
+	}
+	for i, j := range c.JoinSessions {
+		p := indexPath(path+".join_sessions", i)
+		if strings.HasSuffix(path, "deny") {
+			return fieldErrorf(p, "join_sessions is only allowed under allow")
+		}
+		if len(j.Roles) == 0 {
+			return fieldErrorf(p+".roles", "needs at least one role (or '*')")
+		}
+		for k, r := range j.Roles {
+			if err := checkPattern(indexPath(p+".roles", k), r); err != nil {
+				return err
+			}
+		}
+		for _, f := range []struct {
+			name   string
+			values []string
+			known  string
+		}{{"kinds", j.Kinds, SessionKindKube}, {"modes", j.Modes, SessionModeWatch}} {
+			if len(f.values) == 0 {
+				return fieldErrorf(p+"."+f.name, "needs at least one of %s or '*'", f.known)
+			}
+			for k, v := range f.values {
+				if v != f.known && v != Wildcard {
+					return fieldErrorf(indexPath(p+"."+f.name, k), "%q is not supported: Keyport has %s sessions (or '*')", v, f.known)
+				}
+			}
 		}
 	}
 	return nil

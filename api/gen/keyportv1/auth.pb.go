@@ -3387,6 +3387,193 @@ func (x *ListProxiesResponse) GetProxies() []*Proxy {
 	return nil
 }
 
+type ListActiveSessionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListActiveSessionsRequest) Reset() {
+	*x = ListActiveSessionsRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListActiveSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListActiveSessionsRequest) ProtoMessage() {}
+
+func (x *ListActiveSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListActiveSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ListActiveSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{55}
+}
+
+// Each session is its recording.Meta as JSON.
+type ListActiveSessionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sessions      []*RecordingInfo       `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListActiveSessionsResponse) Reset() {
+	*x = ListActiveSessionsResponse{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListActiveSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListActiveSessionsResponse) ProtoMessage() {}
+
+func (x *ListActiveSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListActiveSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ListActiveSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ListActiveSessionsResponse) GetSessions() []*RecordingInfo {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+type JoinSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinSessionRequest) Reset() {
+	*x = JoinSessionRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinSessionRequest) ProtoMessage() {}
+
+func (x *JoinSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinSessionRequest.ProtoReflect.Descriptor instead.
+func (*JoinSessionRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *JoinSessionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *JoinSessionRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+// JoinSessionResponse: the recording's bytes from the offset asked for (empty when
+// nothing new came within a moment); ended once the session is over.
+type JoinSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Ended         bool                   `protobuf:"varint,2,opt,name=ended,proto3" json:"ended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinSessionResponse) Reset() {
+	*x = JoinSessionResponse{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinSessionResponse) ProtoMessage() {}
+
+func (x *JoinSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinSessionResponse.ProtoReflect.Descriptor instead.
+func (*JoinSessionResponse) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *JoinSessionResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *JoinSessionResponse) GetEnded() bool {
+	if x != nil {
+		return x.Ended
+	}
+	return false
+}
+
 var File_keyport_v1_auth_proto protoreflect.FileDescriptor
 
 const file_keyport_v1_auth_proto_rawDesc = "" +
@@ -3665,7 +3852,17 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\bclusters\x18\x03 \x03(\tR\bclusters\x12!\n" +
 	"\fexpires_unix\x18\x04 \x01(\x03R\vexpiresUnix\"B\n" +
 	"\x13ListProxiesResponse\x12+\n" +
-	"\aproxies\x18\x01 \x03(\v2\x11.keyport.v1.ProxyR\aproxies2\xf9\x10\n" +
+	"\aproxies\x18\x01 \x03(\v2\x11.keyport.v1.ProxyR\aproxies\"\x1b\n" +
+	"\x19ListActiveSessionsRequest\"S\n" +
+	"\x1aListActiveSessionsResponse\x125\n" +
+	"\bsessions\x18\x01 \x03(\v2\x19.keyport.v1.RecordingInfoR\bsessions\"K\n" +
+	"\x12JoinSessionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"?\n" +
+	"\x13JoinSessionResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x14\n" +
+	"\x05ended\x18\x02 \x01(\bR\x05ended2\xae\x12\n" +
 	"\vAuthService\x129\n" +
 	"\x04Ping\x12\x17.keyport.v1.PingRequest\x1a\x18.keyport.v1.PingResponse\x12T\n" +
 	"\rGetClusterCAs\x12 .keyport.v1.GetClusterCAsRequest\x1a!.keyport.v1.GetClusterCAsResponse\x12?\n" +
@@ -3696,7 +3893,9 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\bKubeCanI\x12\x1b.keyport.v1.KubeCanIRequest\x1a\x1c.keyport.v1.KubeCanIResponse\x12N\n" +
 	"\vSearchAudit\x12\x1e.keyport.v1.SearchAuditRequest\x1a\x1f.keyport.v1.SearchAuditResponse\x12W\n" +
 	"\x0eListRecordings\x12!.keyport.v1.ListRecordingsRequest\x1a\".keyport.v1.ListRecordingsResponse\x12K\n" +
-	"\fGetRecording\x12\x1f.keyport.v1.GetRecordingRequest\x1a\x1a.keyport.v1.RecordingChunkB8Z6github.com/keyport/keyport/api/gen/keyportv1;keyportv1b\x06proto3"
+	"\fGetRecording\x12\x1f.keyport.v1.GetRecordingRequest\x1a\x1a.keyport.v1.RecordingChunk\x12c\n" +
+	"\x12ListActiveSessions\x12%.keyport.v1.ListActiveSessionsRequest\x1a&.keyport.v1.ListActiveSessionsResponse\x12N\n" +
+	"\vJoinSession\x12\x1e.keyport.v1.JoinSessionRequest\x1a\x1f.keyport.v1.JoinSessionResponseB8Z6github.com/keyport/keyport/api/gen/keyportv1;keyportv1b\x06proto3"
 
 var (
 	file_keyport_v1_auth_proto_rawDescOnce sync.Once
@@ -3710,7 +3909,7 @@ func file_keyport_v1_auth_proto_rawDescGZIP() []byte {
 	return file_keyport_v1_auth_proto_rawDescData
 }
 
-var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_keyport_v1_auth_proto_goTypes = []any{
 	(*PingRequest)(nil),                   // 0: keyport.v1.PingRequest
 	(*PingResponse)(nil),                  // 1: keyport.v1.PingResponse
@@ -3767,91 +3966,100 @@ var file_keyport_v1_auth_proto_goTypes = []any{
 	(*ListProxiesRequest)(nil),            // 52: keyport.v1.ListProxiesRequest
 	(*Proxy)(nil),                         // 53: keyport.v1.Proxy
 	(*ListProxiesResponse)(nil),           // 54: keyport.v1.ListProxiesResponse
-	nil,                                   // 55: keyport.v1.WhoAmIResponse.TraitsEntry
-	nil,                                   // 56: keyport.v1.CreateUserRequest.TraitsEntry
-	nil,                                   // 57: keyport.v1.CreateBotRequest.TraitsEntry
-	nil,                                   // 58: keyport.v1.KubeCluster.LabelsEntry
+	(*ListActiveSessionsRequest)(nil),     // 55: keyport.v1.ListActiveSessionsRequest
+	(*ListActiveSessionsResponse)(nil),    // 56: keyport.v1.ListActiveSessionsResponse
+	(*JoinSessionRequest)(nil),            // 57: keyport.v1.JoinSessionRequest
+	(*JoinSessionResponse)(nil),           // 58: keyport.v1.JoinSessionResponse
+	nil,                                   // 59: keyport.v1.WhoAmIResponse.TraitsEntry
+	nil,                                   // 60: keyport.v1.CreateUserRequest.TraitsEntry
+	nil,                                   // 61: keyport.v1.CreateBotRequest.TraitsEntry
+	nil,                                   // 62: keyport.v1.KubeCluster.LabelsEntry
 }
 var file_keyport_v1_auth_proto_depIdxs = []int32{
 	2,  // 0: keyport.v1.GetClusterCAsResponse.cas:type_name -> keyport.v1.CA
-	55, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
+	59, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
 	8,  // 2: keyport.v1.CreateResourceRequest.resource:type_name -> keyport.v1.Resource
 	8,  // 3: keyport.v1.CreateResourceResponse.resource:type_name -> keyport.v1.Resource
 	8,  // 4: keyport.v1.ListResourcesResponse.resources:type_name -> keyport.v1.Resource
-	56, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
-	57, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
+	60, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
+	61, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
 	23, // 7: keyport.v1.ListBotInstancesResponse.instances:type_name -> keyport.v1.BotInstance
-	58, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
+	62, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
 	35, // 9: keyport.v1.HeartbeatKubeClustersRequest.clusters:type_name -> keyport.v1.KubeCluster
 	35, // 10: keyport.v1.ListKubeClustersResponse.clusters:type_name -> keyport.v1.KubeCluster
 	41, // 11: keyport.v1.SearchAuditResponse.events:type_name -> keyport.v1.AuditEvent
 	44, // 12: keyport.v1.ListRecordingsResponse.recordings:type_name -> keyport.v1.RecordingInfo
 	44, // 13: keyport.v1.RecordingChunk.info:type_name -> keyport.v1.RecordingInfo
 	53, // 14: keyport.v1.ListProxiesResponse.proxies:type_name -> keyport.v1.Proxy
-	7,  // 15: keyport.v1.WhoAmIResponse.TraitsEntry.value:type_name -> keyport.v1.StringList
-	7,  // 16: keyport.v1.CreateUserRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
-	7,  // 17: keyport.v1.CreateBotRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
-	0,  // 18: keyport.v1.AuthService.Ping:input_type -> keyport.v1.PingRequest
-	3,  // 19: keyport.v1.AuthService.GetClusterCAs:input_type -> keyport.v1.GetClusterCAsRequest
-	5,  // 20: keyport.v1.AuthService.WhoAmI:input_type -> keyport.v1.WhoAmIRequest
-	9,  // 21: keyport.v1.AuthService.CreateResource:input_type -> keyport.v1.CreateResourceRequest
-	11, // 22: keyport.v1.AuthService.GetResource:input_type -> keyport.v1.GetResourceRequest
-	12, // 23: keyport.v1.AuthService.ListResources:input_type -> keyport.v1.ListResourcesRequest
-	14, // 24: keyport.v1.AuthService.DeleteResource:input_type -> keyport.v1.DeleteResourceRequest
-	16, // 25: keyport.v1.AuthService.CreateUser:input_type -> keyport.v1.CreateUserRequest
-	17, // 26: keyport.v1.AuthService.ResetUser:input_type -> keyport.v1.ResetUserRequest
-	19, // 27: keyport.v1.AuthService.CreateBot:input_type -> keyport.v1.CreateBotRequest
-	21, // 28: keyport.v1.AuthService.UpdateBot:input_type -> keyport.v1.UpdateBotRequest
-	22, // 29: keyport.v1.AuthService.ListBotInstances:input_type -> keyport.v1.ListBotInstancesRequest
-	52, // 30: keyport.v1.AuthService.ListProxies:input_type -> keyport.v1.ListProxiesRequest
-	25, // 31: keyport.v1.AuthService.CreateToken:input_type -> keyport.v1.CreateTokenRequest
-	27, // 32: keyport.v1.AuthService.CreateLock:input_type -> keyport.v1.CreateLockRequest
-	28, // 33: keyport.v1.AuthService.SignUser:input_type -> keyport.v1.SignUserRequest
-	30, // 34: keyport.v1.AuthService.JoinBot:input_type -> keyport.v1.JoinBotRequest
-	31, // 35: keyport.v1.AuthService.BoundKeypairChallenge:input_type -> keyport.v1.BoundKeypairChallengeRequest
-	33, // 36: keyport.v1.AuthService.RenewBot:input_type -> keyport.v1.RenewBotRequest
-	34, // 37: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
-	50, // 38: keyport.v1.AuthService.Login:input_type -> keyport.v1.LoginRequest
-	51, // 39: keyport.v1.AuthService.JoinHost:input_type -> keyport.v1.JoinHostRequest
-	36, // 40: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
-	38, // 41: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
-	48, // 42: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
-	40, // 43: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
-	43, // 44: keyport.v1.AuthService.ListRecordings:input_type -> keyport.v1.ListRecordingsRequest
-	46, // 45: keyport.v1.AuthService.GetRecording:input_type -> keyport.v1.GetRecordingRequest
-	1,  // 46: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
-	4,  // 47: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
-	6,  // 48: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
-	10, // 49: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
-	8,  // 50: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
-	13, // 51: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
-	15, // 52: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
-	18, // 53: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
-	18, // 54: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
-	20, // 55: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
-	8,  // 56: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
-	24, // 57: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
-	54, // 58: keyport.v1.AuthService.ListProxies:output_type -> keyport.v1.ListProxiesResponse
-	26, // 59: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
-	8,  // 60: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
-	29, // 61: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
-	29, // 62: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
-	32, // 63: keyport.v1.AuthService.BoundKeypairChallenge:output_type -> keyport.v1.BoundKeypairChallengeResponse
-	29, // 64: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
-	29, // 65: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
-	29, // 66: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
-	29, // 67: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
-	37, // 68: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
-	39, // 69: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
-	49, // 70: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
-	42, // 71: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
-	45, // 72: keyport.v1.AuthService.ListRecordings:output_type -> keyport.v1.ListRecordingsResponse
-	47, // 73: keyport.v1.AuthService.GetRecording:output_type -> keyport.v1.RecordingChunk
-	46, // [46:74] is the sub-list for method output_type
-	18, // [18:46] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	44, // 15: keyport.v1.ListActiveSessionsResponse.sessions:type_name -> keyport.v1.RecordingInfo
+	7,  // 16: keyport.v1.WhoAmIResponse.TraitsEntry.value:type_name -> keyport.v1.StringList
+	7,  // 17: keyport.v1.CreateUserRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
+	7,  // 18: keyport.v1.CreateBotRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
+	0,  // 19: keyport.v1.AuthService.Ping:input_type -> keyport.v1.PingRequest
+	3,  // 20: keyport.v1.AuthService.GetClusterCAs:input_type -> keyport.v1.GetClusterCAsRequest
+	5,  // 21: keyport.v1.AuthService.WhoAmI:input_type -> keyport.v1.WhoAmIRequest
+	9,  // 22: keyport.v1.AuthService.CreateResource:input_type -> keyport.v1.CreateResourceRequest
+	11, // 23: keyport.v1.AuthService.GetResource:input_type -> keyport.v1.GetResourceRequest
+	12, // 24: keyport.v1.AuthService.ListResources:input_type -> keyport.v1.ListResourcesRequest
+	14, // 25: keyport.v1.AuthService.DeleteResource:input_type -> keyport.v1.DeleteResourceRequest
+	16, // 26: keyport.v1.AuthService.CreateUser:input_type -> keyport.v1.CreateUserRequest
+	17, // 27: keyport.v1.AuthService.ResetUser:input_type -> keyport.v1.ResetUserRequest
+	19, // 28: keyport.v1.AuthService.CreateBot:input_type -> keyport.v1.CreateBotRequest
+	21, // 29: keyport.v1.AuthService.UpdateBot:input_type -> keyport.v1.UpdateBotRequest
+	22, // 30: keyport.v1.AuthService.ListBotInstances:input_type -> keyport.v1.ListBotInstancesRequest
+	52, // 31: keyport.v1.AuthService.ListProxies:input_type -> keyport.v1.ListProxiesRequest
+	25, // 32: keyport.v1.AuthService.CreateToken:input_type -> keyport.v1.CreateTokenRequest
+	27, // 33: keyport.v1.AuthService.CreateLock:input_type -> keyport.v1.CreateLockRequest
+	28, // 34: keyport.v1.AuthService.SignUser:input_type -> keyport.v1.SignUserRequest
+	30, // 35: keyport.v1.AuthService.JoinBot:input_type -> keyport.v1.JoinBotRequest
+	31, // 36: keyport.v1.AuthService.BoundKeypairChallenge:input_type -> keyport.v1.BoundKeypairChallengeRequest
+	33, // 37: keyport.v1.AuthService.RenewBot:input_type -> keyport.v1.RenewBotRequest
+	34, // 38: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
+	50, // 39: keyport.v1.AuthService.Login:input_type -> keyport.v1.LoginRequest
+	51, // 40: keyport.v1.AuthService.JoinHost:input_type -> keyport.v1.JoinHostRequest
+	36, // 41: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
+	38, // 42: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
+	48, // 43: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
+	40, // 44: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
+	43, // 45: keyport.v1.AuthService.ListRecordings:input_type -> keyport.v1.ListRecordingsRequest
+	46, // 46: keyport.v1.AuthService.GetRecording:input_type -> keyport.v1.GetRecordingRequest
+	55, // 47: keyport.v1.AuthService.ListActiveSessions:input_type -> keyport.v1.ListActiveSessionsRequest
+	57, // 48: keyport.v1.AuthService.JoinSession:input_type -> keyport.v1.JoinSessionRequest
+	1,  // 49: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
+	4,  // 50: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
+	6,  // 51: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
+	10, // 52: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
+	8,  // 53: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
+	13, // 54: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
+	15, // 55: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
+	18, // 56: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
+	18, // 57: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
+	20, // 58: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
+	8,  // 59: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
+	24, // 60: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
+	54, // 61: keyport.v1.AuthService.ListProxies:output_type -> keyport.v1.ListProxiesResponse
+	26, // 62: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
+	8,  // 63: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
+	29, // 64: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
+	29, // 65: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
+	32, // 66: keyport.v1.AuthService.BoundKeypairChallenge:output_type -> keyport.v1.BoundKeypairChallengeResponse
+	29, // 67: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
+	29, // 68: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
+	29, // 69: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
+	29, // 70: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
+	37, // 71: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
+	39, // 72: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
+	49, // 73: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
+	42, // 74: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
+	45, // 75: keyport.v1.AuthService.ListRecordings:output_type -> keyport.v1.ListRecordingsResponse
+	47, // 76: keyport.v1.AuthService.GetRecording:output_type -> keyport.v1.RecordingChunk
+	56, // 77: keyport.v1.AuthService.ListActiveSessions:output_type -> keyport.v1.ListActiveSessionsResponse
+	58, // 78: keyport.v1.AuthService.JoinSession:output_type -> keyport.v1.JoinSessionResponse
+	49, // [49:79] is the sub-list for method output_type
+	19, // [19:49] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_keyport_v1_auth_proto_init() }
@@ -3865,7 +4073,7 @@ func file_keyport_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyport_v1_auth_proto_rawDesc), len(file_keyport_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   59,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -55,6 +55,8 @@ const (
 	AuthService_SearchAudit_FullMethodName           = "/keyport.v1.AuthService/SearchAudit"
 	AuthService_ListRecordings_FullMethodName        = "/keyport.v1.AuthService/ListRecordings"
 	AuthService_GetRecording_FullMethodName          = "/keyport.v1.AuthService/GetRecording"
+	AuthService_ListActiveSessions_FullMethodName    = "/keyport.v1.AuthService/ListActiveSessions"
+	AuthService_JoinSession_FullMethodName           = "/keyport.v1.AuthService/JoinSession"
 )
 
 // AuthServiceClient is the client API for AuthService service.
@@ -117,6 +119,10 @@ type AuthServiceClient interface {
 	// Session recordings: the index (session:list) and one recording (session:read).
 	ListRecordings(ctx context.Context, in *ListRecordingsRequest, opts ...grpc.CallOption) (*ListRecordingsResponse, error)
 	GetRecording(ctx context.Context, in *GetRecordingRequest, opts ...grpc.CallOption) (*RecordingChunk, error)
+	// Live sessions on this proxy: those the caller's join_sessions let them join, and
+	// following one read-only (each call returns what was recorded from offset on).
+	ListActiveSessions(ctx context.Context, in *ListActiveSessionsRequest, opts ...grpc.CallOption) (*ListActiveSessionsResponse, error)
+	JoinSession(ctx context.Context, in *JoinSessionRequest, opts ...grpc.CallOption) (*JoinSessionResponse, error)
 }
 
 type authServiceClient struct {
@@ -407,6 +413,26 @@ func (c *authServiceClient) GetRecording(ctx context.Context, in *GetRecordingRe
 	return out, nil
 }
 
+func (c *authServiceClient) ListActiveSessions(ctx context.Context, in *ListActiveSessionsRequest, opts ...grpc.CallOption) (*ListActiveSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListActiveSessionsResponse)
+	err := c.cc.Invoke(ctx, AuthService_ListActiveSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) JoinSession(ctx context.Context, in *JoinSessionRequest, opts ...grpc.CallOption) (*JoinSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinSessionResponse)
+	err := c.cc.Invoke(ctx, AuthService_JoinSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServiceServer is the server API for AuthService service.
 // All implementations must embed UnimplementedAuthServiceServer
 // for forward compatibility.
@@ -467,6 +493,10 @@ type AuthServiceServer interface {
 	// Session recordings: the index (session:list) and one recording (session:read).
 	ListRecordings(context.Context, *ListRecordingsRequest) (*ListRecordingsResponse, error)
 	GetRecording(context.Context, *GetRecordingRequest) (*RecordingChunk, error)
+	// Live sessions on this proxy: those the caller's join_sessions let them join, and
+	// following one read-only (each call returns what was recorded from offset on).
+	ListActiveSessions(context.Context, *ListActiveSessionsRequest) (*ListActiveSessionsResponse, error)
+	JoinSession(context.Context, *JoinSessionRequest) (*JoinSessionResponse, error)
 	mustEmbedUnimplementedAuthServiceServer()
 }
 
@@ -560,6 +590,12 @@ func (UnimplementedAuthServiceServer) ListRecordings(context.Context, *ListRecor
 }
 func (UnimplementedAuthServiceServer) GetRecording(context.Context, *GetRecordingRequest) (*RecordingChunk, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetRecording not implemented")
+}
+func (UnimplementedAuthServiceServer) ListActiveSessions(context.Context, *ListActiveSessionsRequest) (*ListActiveSessionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListActiveSessions not implemented")
+}
+func (UnimplementedAuthServiceServer) JoinSession(context.Context, *JoinSessionRequest) (*JoinSessionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method JoinSession not implemented")
 }
 func (UnimplementedAuthServiceServer) mustEmbedUnimplementedAuthServiceServer() {}
 func (UnimplementedAuthServiceServer) testEmbeddedByValue()                     {}
@@ -1086,6 +1122,42 @@ func _AuthService_GetRecording_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_ListActiveSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListActiveSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ListActiveSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ListActiveSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ListActiveSessions(ctx, req.(*ListActiveSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_JoinSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).JoinSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_JoinSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).JoinSession(ctx, req.(*JoinSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuthService_ServiceDesc is the grpc.ServiceDesc for AuthService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1204,6 +1276,14 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRecording",
 			Handler:    _AuthService_GetRecording_Handler,
+		},
+		{
+			MethodName: "ListActiveSessions",
+			Handler:    _AuthService_ListActiveSessions_Handler,
+		},
+		{
+			MethodName: "JoinSession",
+			Handler:    _AuthService_JoinSession_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

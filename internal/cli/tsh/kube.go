@@ -58,7 +58,7 @@ func (e *env) kubeCmd() *cobra.Command {
 	}
 	creds.Flags().StringVar(&kubeCluster, "kube-cluster", "", "the kube cluster")
 	creds.Flags().StringVar(&proxy, "proxy", "", "the proxy whose profile to use (default: the current profile)")
-	kube.AddCommand(ls, login, creds)
+	kube.AddCommand(ls, login, creds, e.kubeSessionsCmd(), e.kubeJoinCmd())
 	return kube
 }
 
