@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
 	"github.com/keyport/keyport/internal/audit"
@@ -301,9 +303,51 @@ func TestSessionRecording(t *testing.T) {
 			}
 		}
 	})
+	t.Run("kubectl debug -it attaches to an ephemeral container", func(t *testing.T) {
+		ctx := context.Background()
+		// The built-in edit ClusterRole leaves out ephemeral containers; debugging is
+		// granted on its own, as clusters do.
+		if _, err := s.kube.Clientset.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "debug-pods"},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods/ephemeralcontainers"}, Verbs: []string{"get", "patch", "update"}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.kube.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "debug-pods-editor"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "debug-pods"},
+			Subjects:   []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: "editor"}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.kube.CreatePod(ctx, "default", "web-debug"); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 20*time.Second, func() bool {
+			out, _ := kubectl(t, kc, "get", "pod", "web-debug", "-o", "jsonpath={.status.phase}")
+			return out == "Running"
+		})
+		sess := startPTY(t, kc, nil, "debug", "-it", "web-debug", "--image=busybox", "--target=app", "--", "sh")
+		sess.waitFor("If you don't see a command prompt")
+		sess.typeLine("typed-into-debug")
+		waitUntil(t, 30*time.Second, func() bool {
+			_ = s.kube.AppendPodLog("debug line")
+			return strings.Contains(sess.output(), "debug line")
+		})
+		_ = sess.cmd.Process.Kill()
+		infos := waitRecordings(t, s.admin, &pb.ListRecordingsRequest{Pod: "web-debug"}, 1)
+		info := infos[0]
+		if info.Kind != "attach" || !strings.HasPrefix(info.Container, "debugger-") || !info.TTY {
+			t.Errorf("index entry = %+v", info)
+		}
+		evs := playJSON(t, u, info.SessionID)
+		if indexOf(evs, "data", "stdin", "typed-into-debug") < 0 || indexOf(evs, "data", "stdout", "debug line") < 0 {
+			t.Errorf("debug recording: %+v", evs)
+		}
+	})
 	t.Run("tsh and tctl list them; the audit log names them", func(t *testing.T) {
-		infos := waitRecordings(t, s.admin, &pb.ListRecordingsRequest{}, 6)
-		out := u.must("", "tsh", "recordings", "ls", "--pod=web-0")
+		infos := waitRecordings(t, s.admin, &pb.ListRecordingsRequest{}, 7)
+		out := u.must("", "tsh", "recordings", "ls", "--kube-cluster="+guideCluster)
 		tctlOut, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", s.env.ConfigPath(), "recordings", "ls", "--user=alice", "--format=json").CombinedOutput()
 		if err != nil {
 			t.Fatalf("tctl recordings ls: %v\n%s", err, tctlOut)
@@ -327,8 +371,8 @@ func TestSessionRecording(t *testing.T) {
 				counts[ev.Type]++
 			}
 		}
-		if counts[audit.SessionStart] != 6 || counts[audit.SessionEnd] != 6 || counts[audit.SessionUpload] != 6 {
-			t.Errorf("audit events naming a session: %v, want 6 of each", counts)
+		if counts[audit.SessionStart] != 7 || counts[audit.SessionEnd] != 7 || counts[audit.SessionUpload] != 7 {
+			t.Errorf("audit events naming a session: %v, want 7 of each", counts)
 		}
 		// A user without session:read is refused.
 		if out, errOut, err := newTshUser(t, kc).run("", "tsh", "play", infos[0].SessionID); err == nil {

@@ -39,7 +39,9 @@ var kwokStages = []string{"node-fast", "node-heartbeat", "pod-fast"}
 // ClusterExec runs `kubectl exec` commands on this machine, as the test's user, in
 // directory %[1]q; ClusterPortForward sends every forwarded port of every pod to
 // 127.0.0.1:%[3]d; ClusterLogs serves file %[2]q as the log of every container, and
-// ClusterAttach streams the lines appended to it after an attach starts.
+// ClusterAttach streams the lines appended to it after an attach starts. Stage
+// pod-ephemeral-running marks a running pod's ephemeral containers running (the first
+// `kubectl debug` of a pod), so that kubectl debug -it attaches to one.
 // Paths are quoted with %q, which YAML reads as a double-quoted string.
 const kwokConfig = `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
@@ -90,6 +92,39 @@ metadata:
 spec:
   attaches:
   - logsFile: %[2]q
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-ephemeral-running
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Running']
+    - key: '.spec.ephemeralContainers'
+      operator: 'Exists'
+    - key: '.status.ephemeralContainerStatuses'
+      operator: 'DoesNotExist'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      ephemeralContainerStatuses:
+      {{ range .spec.ephemeralContainers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+      {{ end }}
 `
 
 func (e *Env) startKwok(ctx context.Context, bin string) error {

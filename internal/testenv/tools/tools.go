@@ -1,6 +1,7 @@
 // Package tools finds the external programs that Keyport's tests run for real (etcd,
-// kube-apiserver, kube-controller-manager, kwok, kubectl, helm, chromium). They live in
-// $KEYPORT_CACHE/bin (default $HOME/.cache/keyport/bin), put there by `make kube-tools`.
+// kube-apiserver, kube-controller-manager, kwok, kubectl, helm, minio, chromium). They
+// live in $KEYPORT_CACHE/bin (default $HOME/.cache/keyport/bin), put there by
+// `make kube-tools`.
 // A test that needs one and does not find it fails, naming the command that installs it:
 // tests never skip for a missing binary.
 package tools
