@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
 	"github.com/keyport/keyport/internal/audit"
+	"github.com/keyport/keyport/internal/cli/recordings"
 	"github.com/keyport/keyport/internal/client"
 	"github.com/keyport/keyport/internal/recording"
 	"github.com/keyport/keyport/internal/testenv/kubeenv"
@@ -470,4 +472,46 @@ func TestSessionRecording(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSessionRecordingThroughTunnel: sessions on a cluster behind a reverse tunnel are
+// recorded by the proxy the same way, over WebSocket and SPDY.
+func TestSessionRecordingThroughTunnel(t *testing.T) {
+	s := newAgentSetup(t)
+	startAgent(t, s.agentConfig(t, filepath.Join(t.TempDir(), "agent"), "agent-1", s.kubeToken(t), s.pin, s.kube.KubeconfigPath, ""))
+	kc := s.userKubeconfig(t, "alice", guideCluster)
+	waitKubectl(t, kc, "get", "pods")
+	for i, ws := range []string{"true", "false"} {
+		sess := startPTY(t, kc, []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=" + ws}, "exec", "-it", "web-0", "--", "sh")
+		sess.waitForAny("# ", "$ ")
+		sess.typeLine("echo tunnelled-$((40+2))")
+		sess.waitFor("tunnelled-42")
+		sess.typeLine("exit")
+		if code := sess.exitCode(); code != 0 {
+			t.Fatalf("kubectl exit code %d:\n%s", code, sess.output())
+		}
+		infos := waitRecordings(t, s.admin, &pb.ListRecordingsRequest{User: "alice"}, i+1)
+		info := infos[0]
+		if info.Cluster != guideCluster || info.ExitCode != 0 || info.Status != recording.StatusComplete {
+			t.Errorf("websockets=%s: index entry = %+v", ws, info)
+		}
+		var rec bytes.Buffer
+		if _, err := io.Copy(&rec, recordings.Reader(context.Background(), s.admin, info.SessionID)); err != nil {
+			t.Fatal(err)
+		}
+		var played bytes.Buffer
+		if err := recordings.Play(context.Background(), &rec, recordings.PlayOptions{Format: "json", Speed: 1}, &played); err != nil {
+			t.Fatal(err)
+		}
+		var evs []playedEvent
+		for _, line := range strings.Split(strings.TrimSpace(played.String()), "\n") {
+			var e playedEvent
+			_ = json.Unmarshal([]byte(line), &e)
+			evs = append(evs, e)
+		}
+		typed, printed := indexOf(evs, "data", "stdin", "echo tunnelled"), indexOf(evs, "data", "stdout", "tunnelled-42")
+		if typed < 0 || printed < 0 || typed > printed {
+			t.Errorf("websockets=%s: typed at %d, printed at %d: %+v", ws, typed, printed, evs)
+		}
+	}
 }
