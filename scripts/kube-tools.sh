@@ -42,18 +42,24 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# system_path NAME: NAME on PATH outside $BIN (the Makefile puts $BIN first, and a link
+# found there would be made to point at itself).
+system_path() {
+  PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$BIN" | paste -sd: -) command -v "$1"
+}
+
 # etcd (Debian bookworm ships 3.4.x as etcd-server).
-if ! command -v etcd >/dev/null 2>&1; then
+if ! system_path etcd >/dev/null 2>&1; then
   apt_install etcd-server
 fi
-etcd_path=$(command -v etcd) || { log "etcd is still missing after installing etcd-server"; exit 1; }
+etcd_path=$(system_path etcd) || { log "etcd is still missing after installing etcd-server"; exit 1; }
 ln -sf "$etcd_path" "$BIN/etcd"
 
 # Chromium for the browser test of the invite page (driven headless by chromedp).
-if ! command -v chromium >/dev/null 2>&1; then
+if ! system_path chromium >/dev/null 2>&1; then
   apt_install chromium
 fi
-chromium_path=$(command -v chromium) || { log "chromium is still missing after installing it"; exit 1; }
+chromium_path=$(system_path chromium) || { log "chromium is still missing after installing it"; exit 1; }
 ln -sf "$chromium_path" "$BIN/chromium"
 
 # kube-apiserver and kube-controller-manager (and kubectl when the machine has none),
