@@ -446,6 +446,7 @@ func (s *Session) End(cause error) {
 	s.fail = cause
 	body := s.body
 	s.mu.Unlock()
+	_ = s.w.Marker("ended by keyport: " + cause.Error())
 	if body != nil {
 		// The server's read returns, and the client gets the notice from it.
 		_ = body.Close()

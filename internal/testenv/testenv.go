@@ -54,6 +54,7 @@ type options struct {
 	kube       string
 	oidcClient *http.Client
 	nodeName   string
+	recordings string
 }
 
 // WithNodeName names the process (keyport.nodename; default test-node), e.g. for two
@@ -80,6 +81,9 @@ func WithKube(kubeconfig string, labels map[string]string) Option {
 
 // WithStorage sets the keyport.storage block (YAML, indented for that block), e.g. for etcd.
 func WithStorage(block string) Option { return func(o *options) { o.yaml = block } }
+
+// WithRecordingURI sets auth_service.session_recording_uri.
+func WithRecordingURI(uri string) Option { return func(o *options) { o.recordings = uri } }
 
 // WithDataDir reuses a data directory, to test restarts.
 func WithDataDir(dir string) Option { return func(o *options) { o.dataDir = dir } }
@@ -154,10 +158,11 @@ auth_service:
   cluster_name: %s
   listen_addr: %s
   authentication: {type: local, second_factor: otp}
+  session_recording_uri: %q
 proxy_service:
   web_listen_addr: %s
   public_addr: %s
-%s`, o.nodeName, o.dataDir, storage, lis["diag"].Addr(), ClusterName, lis["auth"].Addr(), lis["web"].Addr(), lis["web"].Addr(), o.kube)
+%s`, o.nodeName, o.dataDir, storage, lis["diag"].Addr(), ClusterName, lis["auth"].Addr(), o.recordings, lis["web"].Addr(), lis["web"].Addr(), o.kube)
 	cfgPath := filepath.Join(dir, "keyport.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		return nil, err
