@@ -109,6 +109,13 @@ type keyportProc struct {
 // startKeyportProc runs the built keyport (auth and proxy) named name on etcd prefix.
 func startKeyportProc(t *testing.T, name, etcd, prefix string) *keyportProc {
 	t.Helper()
+	return startKeyportProcWith(t, name, etcdStorage(etcd, prefix), "")
+}
+
+// startKeyportProcWith starts the built keyport with a storage block and more config
+// (top-level sections) of its own.
+func startKeyportProcWith(t *testing.T, name, storage, extra string) *keyportProc {
+	t.Helper()
 	ports, err := freeport.Ports(3)
 	if err != nil {
 		t.Fatal(err)
@@ -127,21 +134,29 @@ auth_service:
 proxy_service:
   web_listen_addr: %s
   public_addr: %s
-`, name, p.dataDir, etcdStorage(etcd, prefix), ports[2], testenv.ClusterName, p.auth, p.web, p.web))
+%s`, name, p.dataDir, storage, ports[2], testenv.ClusterName, p.auth, p.web, p.web, extra))
+	p.start(t)
+	return p
+}
+
+// start runs the process and waits until tctl status answers.
+func (p *keyportProc) start(t *testing.T) {
+	t.Helper()
 	p.cmd = exec.Command(filepath.Join(binDir, "keyport"), "start", "-c", p.cfg)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	cmd := p.cmd
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", p.cfg, "status").CombinedOutput()
 		if err == nil {
-			return p
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("keyport %s did not start: %v\n%s\n%s", name, err, out, p.logs.String())
+			t.Fatalf("keyport %s did not start: %v\n%s\n%s", p.cfg, err, out, p.logs.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
