@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -95,7 +96,7 @@ func (s *Server) OpenRecording(ctx context.Context, id string) (recording.Info, 
 	}
 	rc, err := s.cfg.Recordings.Open(ctx, id)
 	if err != nil {
-		if err == recording.ErrNotFound {
+		if errors.Is(err, recording.ErrNotFound) {
 			return info, nil, errs.NotFoundf("the recording of session %s is not in this Auth Service's store (%s)", id, info.URL)
 		}
 		return info, nil, fmt.Errorf("opening the recording of session %s: %w", id, err)

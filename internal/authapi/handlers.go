@@ -3,6 +3,7 @@ package authapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -411,13 +412,13 @@ func (g *handlers) GetRecording(ctx context.Context, req *pb.GetRecordingRequest
 			if _, err := sk.Seek(off, io.SeekStart); err != nil {
 				return nil, fmt.Errorf("reading the recording: %w", err)
 			}
-		} else if _, err := io.CopyN(io.Discard, rc, off); err != nil && err != io.EOF {
+		} else if _, err := io.CopyN(io.Discard, rc, off); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("reading the recording: %w", err)
 		}
 	}
 	buf := make([]byte, recordingChunk)
 	n, err := io.ReadFull(rc, buf)
-	eof := err == io.EOF || err == io.ErrUnexpectedEOF
+	eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 	if err != nil && !eof {
 		return nil, fmt.Errorf("reading the recording: %w", err)
 	}

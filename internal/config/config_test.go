@@ -53,6 +53,8 @@ func TestBadConfigs(t *testing.T) {
 		{"etcd without peers", "version: v3\nkeyport:\n  storage:\n    type: etcd\nauth_service:\n  cluster_name: c\n", "keyport.yaml:3: keyport.storage.peers: etcd storage needs at least one peer"},
 		{"bad listen", "version: v3\nauth_service:\n  cluster_name: c\n  listen_addr: nowhere\n", "keyport.yaml:4: auth_service.listen_addr: \"nowhere\" is not host:port"},
 		{"bad algorithm", "version: v3\nauth_service:\n  cluster_name: c\n  ca_key_algorithm: dsa\n", "keyport.yaml:4: auth_service.ca_key_algorithm: unknown algorithm \"dsa\""},
+		{"bad recording uri", "version: v3\nauth_service:\n  cluster_name: c\n  session_recording_uri: s3://\n", `keyport.yaml:4: auth_service.session_recording_uri: "s3://": no bucket (want s3://bucket/prefix)`},
+		{"recording uri with a secret", "version: v3\nauth_service:\n  cluster_name: c\n  session_recording_uri: s3://k:s@b/p\n", `keyport.yaml:4: auth_service.session_recording_uri: credentials do not belong in the URI`},
 		{"bad pin", "version: v3\nkeyport:\n  ca_pins: [sha1:00]\nauth_service:\n  cluster_name: c\n", "keyport.yaml:3: keyport.ca_pins[0]: want sha256: and 64 hex digits"},
 		{"agent without server", "version: v3\nauth_service:\n  enabled: false\n", "keyport.yaml:1: keyport.auth_server: a process without auth_service needs auth_server or proxy_server"},
 		{"kube without source", "version: v3\nauth_service:\n  cluster_name: c\nkubernetes_service:\n  enabled: true\n", "keyport.yaml:4: kubernetes_service.kubeconfig_file: set kubeconfig_file"},

@@ -368,7 +368,7 @@ func (r *Reader) Next() (Event, error) {
 	off, n := r.r.off, r.r.n+1
 	line, err := r.r.next()
 	if err != nil {
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return Event{}, io.EOF
 		}
 		return Event{}, &CorruptError{Offset: off, Line: n, Err: err}

@@ -20,7 +20,7 @@ func readAll(t *testing.T, b []byte) (Header, []Event, error) {
 	var out []Event
 	for {
 		e, err := r.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return r.Header, out, nil
 		}
 		if err != nil {

@@ -402,7 +402,7 @@ func readAt(path string, off, n int64) ([]byte, error) {
 	defer f.Close()
 	b := make([]byte, n)
 	k, err := f.ReadAt(b, off)
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		err = nil
 	}
 	return b[:k], err
@@ -718,7 +718,7 @@ func ReadInfo(path string) (Info, error) {
 		e, err := rd.Next()
 		if err != nil {
 			info.Duration, info.End = last, info.Start.Add(last)
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return info, nil
 			}
 			info.Error = err.Error()

@@ -108,7 +108,11 @@ func ParseURI(uri string) (dir string, s3 *S3Location, err error) {
 	}
 	u, err := url.Parse(uri)
 	if err != nil {
-		return "", nil, err
+		return "", nil, errors.New("not a URI (want file:///dir or s3://bucket/prefix)")
+	}
+	if u.User != nil {
+		// The URI is not repeated: it holds a secret.
+		return "", nil, errors.New("credentials do not belong in the URI; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 	}
 	switch u.Scheme {
 	case "file":
@@ -136,9 +140,6 @@ func ParseURI(uri string) (dir string, s3 *S3Location, err error) {
 			loc.Insecure = true
 		default:
 			return "", nil, fmt.Errorf("%q: insecure must be true or false", uri)
-		}
-		if u.User != nil {
-			return "", nil, fmt.Errorf("%q: credentials do not belong in the URI; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", uri)
 		}
 		return "", loc, nil
 	}

@@ -194,7 +194,7 @@ func Play(ctx context.Context, r io.Reader, o PlayOptions, out io.Writer) error 
 	var last time.Duration
 	for {
 		e, err := rd.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {

@@ -227,9 +227,9 @@ func (s *Server) waitReady(p *process) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("minio exited before becoming ready (%v); last lines of %s:\n%s", p.waitErr, s.LogPath, p.tail(40))
+			return fmt.Errorf("minio exited before becoming ready (%w); last lines of %s:\n%s", p.waitErr, s.LogPath, p.tail(40))
 		case <-ctx.Done():
-			return fmt.Errorf("minio at %s not ready after %s (last error: %v); last lines of %s:\n%s",
+			return fmt.Errorf("minio at %s not ready after %s (last error: %w); last lines of %s:\n%s",
 				s.Endpoint, time.Since(start).Round(time.Millisecond), last, s.LogPath, p.tail(40))
 		case <-tick.C:
 		}
