@@ -112,4 +112,3 @@ func BenchmarkKeystroke(b *testing.B) {
 		})
 	}
 }
-
