@@ -46,7 +46,8 @@ func TestSessionRecordingSurvivesKill(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = p.cmd.Process.Wait()
+	_ = p.cmd.Wait() // and its output copiers, before the restart writes to p.logs
+
 	if code := sess.exitCode(); code == 0 {
 		t.Errorf("kubectl exited 0 after the proxy was killed:\n%s", sess.output())
 	}
@@ -62,6 +63,23 @@ func TestSessionRecordingSurvivesKill(t *testing.T) {
 	out, err := exec.Command(filepath.Join(binDir, "tsh"), "play", "--format=text", file).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "before-kill-2") {
 		t.Errorf("tsh play %s: %v\n%s", file, err, out)
+	}
+
+	// A damaged copy plays up to the damage, then tsh names the byte offset and line.
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	cut := len(data) - len(lines[len(lines)-2])/2 - len(lines[len(lines)-1]) // half of the last event
+	damaged := filepath.Join(t.TempDir(), "damaged.cast")
+	if err := os.WriteFile(damaged, data[:cut], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(filepath.Join(binDir, "tsh"), "play", "--format=text", damaged).CombinedOutput()
+	wantAt := fmt.Sprintf("recording is corrupt at byte %d (line %d): truncated", len(data)-len(lines[len(lines)-2])-len(lines[len(lines)-1]), len(lines)-1)
+	if err == nil || !strings.Contains(string(out), wantAt) {
+		t.Errorf("tsh play of a truncated recording: %v\n%s\nwant %q", err, out, wantAt)
 	}
 
 	// The restarted process stores it.

@@ -62,15 +62,20 @@ func TestSessionRecordingS3(t *testing.T) {
 	})
 
 	t.Run("the store stops mid-session", func(t *testing.T) {
+		// One session at a time: kwok runs every exec's shell in its own process, and a
+		// shell cut off from its stream can take another pod's concurrent shell with it.
 		strictSess := startPTY(t, strict, nil, "exec", "-it", "web-0", "--", "sh")
 		strictSess.waitForAny("# ", "$ ")
-		bestSess := startPTY(t, kc, nil, "exec", "-it", "web-0", "--", "sh")
-		bestSess.waitForAny("# ", "$ ")
 		m.Stop()
 		code := strictSess.exitCode()
 		if code == 0 || !strings.Contains(strictSess.output(), "keyport ended this session: its recording could not be written (strict recording mode): the session recording store is unavailable") {
 			t.Errorf("strict session: exit %d, terminal:\n%s", code, strictSess.output())
 		}
+		if out, err := kubectl(t, strict, "exec", "web-0", "--", "echo", "must-not-run"); err == nil || !strings.Contains(out, "the recording store is unavailable") {
+			t.Errorf("a strict session started while the store is down: %v\n%s", err, out)
+		}
+		bestSess := startPTY(t, kc, nil, "exec", "-it", "web-0", "--", "sh")
+		bestSess.waitForAny("# ", "$ ")
 		// The best_effort session goes on; its recording marks the gap.
 		pending := filepath.Join(env.Config.Keyport.DataDir, "records", "pending")
 		waitUntil(t, 30*time.Second, func() bool {

@@ -346,9 +346,29 @@ func TestSessionRecording(t *testing.T) {
 		if indexOf(evs, "data", "stdin", "typed-into-debug") < 0 || indexOf(evs, "data", "stdout", "debug line") < 0 {
 			t.Errorf("debug recording: %+v", evs)
 		}
+
+		// kubectl attach -it to the same ephemeral container (it has stdin and a TTY).
+		for n, ws := range []string{"true", "false"} {
+			att := startPTY(t, kc, []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=" + ws}, "attach", "-it", "web-debug", "-c", info.Container)
+			att.waitFor("If you don't see a command prompt")
+			att.typeLine("typed-into-attach-" + ws)
+			waitUntil(t, 30*time.Second, func() bool {
+				_ = s.kube.AppendPodLog("attach line " + ws)
+				return strings.Contains(att.output(), "attach line "+ws)
+			})
+			_ = att.cmd.Process.Kill()
+			infos := waitRecordings(t, s.admin, &pb.ListRecordingsRequest{Pod: "web-debug"}, 2+n)
+			if infos[0].Kind != "attach" || !infos[0].TTY || !infos[0].Stdin {
+				t.Errorf("attach -it index entry = %+v", infos[0])
+			}
+			evs := playJSON(t, u, infos[0].SessionID)
+			if indexOf(evs, "data", "stdin", "typed-into-attach-"+ws) < 0 || indexOf(evs, "data", "stdout", "attach line "+ws) < 0 {
+				t.Errorf("attach -it recording (websockets=%s): %+v", ws, evs)
+			}
+		}
 	})
 	t.Run("tsh and tctl list them; the audit log names them", func(t *testing.T) {
-		infos := waitRecordings(t, s.admin, &pb.ListRecordingsRequest{}, 7)
+		infos := waitRecordings(t, s.admin, &pb.ListRecordingsRequest{}, 9)
 		out := u.must("", "tsh", "recordings", "ls", "--kube-cluster="+guideCluster)
 		tctlOut, err := exec.Command(filepath.Join(binDir, "tctl"), "-c", s.env.ConfigPath(), "recordings", "ls", "--user=alice", "--format=json").CombinedOutput()
 		if err != nil {
@@ -373,8 +393,8 @@ func TestSessionRecording(t *testing.T) {
 				counts[ev.Type]++
 			}
 		}
-		if counts[audit.SessionStart] != 7 || counts[audit.SessionEnd] != 7 || counts[audit.SessionUpload] != 7 {
-			t.Errorf("audit events naming a session: %v, want 7 of each", counts)
+		if counts[audit.SessionStart] != 9 || counts[audit.SessionEnd] != 9 || counts[audit.SessionUpload] != 9 {
+			t.Errorf("audit events naming a session: %v, want 9 of each", counts)
 		}
 		// A user without session:read is refused.
 		if out, errOut, err := newTshUser(t, kc).run("", "tsh", "play", infos[0].SessionID); err == nil {

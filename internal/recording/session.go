@@ -128,7 +128,53 @@ func NewRecorder(cfg RecorderConfig) (*Recorder, error) {
 	if cfg.Store != nil {
 		go r.watchStore()
 	}
+	go r.syncLoop()
 	return r, nil
+}
+
+// syncInterval is how often the recordings of live sessions are flushed to the disk
+// (fsync): every event is written to the file when it is forwarded, so a killed process
+// loses nothing, and a machine that loses power loses at most the last second.
+const syncInterval = time.Second
+
+func (r *Recorder) syncLoop() {
+	ctx := r.cfg.Context
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.cfg.Clock.After(syncInterval):
+		}
+		r.mu.Lock()
+		live := make([]*Session, 0, len(r.live))
+		for _, s := range r.live {
+			live = append(live, s)
+		}
+		r.mu.Unlock()
+		for _, s := range live {
+			s.sync()
+		}
+	}
+}
+
+// sync flushes the recording to the disk if it grew since the last time.
+func (s *Session) sync() {
+	n, _ := s.w.Progress()
+	s.mu.Lock()
+	if n == s.synced || s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.synced = n
+	s.mu.Unlock()
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	if s.closed {
+		return
+	}
+	if err := s.f.Sync(); err != nil {
+		s.recordGap(fmt.Errorf("flushing the recording to disk: %w", err))
+	}
 }
 
 // watchStore checks the store while sessions run. A failure ends the strict sessions
@@ -208,6 +254,11 @@ type Session struct {
 	storeErr error
 	// finished is closed when the session ends.
 	finished chan struct{}
+	// synced is how much of the file was flushed to the disk.
+	synced int64
+	// fileMu orders the periodic fsync and the file's close; closed says it happened.
+	fileMu sync.Mutex
+	closed bool
 }
 
 // Start opens the recording of a new session. In strict mode an error means the session
@@ -457,12 +508,21 @@ func (s *Session) End(cause error) {
 type tappedConn struct {
 	s    *Session
 	body io.ReadWriteCloser
-	// notice is what is left to send the client of a strict session's end.
+	// notice is what is left to send the client of a strict session's end; ended is
+	// set once it is sent: every later read is EOF.
 	notice []byte
 	ended  bool
 }
 
 func (c *tappedConn) Write(p []byte) (int, error) {
+	c.s.mu.Lock()
+	fail := c.s.fail
+	c.s.mu.Unlock()
+	if fail != nil {
+		// The session is ending: the client's bytes (a heartbeat, say) go nowhere, and
+		// must not fail the copy before the notice has reached the client.
+		return len(p), nil
+	}
 	if err := c.s.tap.Client(p); err != nil {
 		c.s.recordGap(fmt.Errorf("reading the client's stream: %w", err))
 	}
@@ -470,17 +530,16 @@ func (c *tappedConn) Write(p []byte) (int, error) {
 }
 
 func (c *tappedConn) Read(p []byte) (int, error) {
-	if c.notice != nil {
+	if c.ended {
+		return 0, io.EOF
+	}
+	if len(c.notice) > 0 {
 		n := copy(p, c.notice)
 		c.notice = c.notice[n:]
 		if len(c.notice) == 0 {
-			c.notice = []byte{}
 			c.ended = true
 		}
 		return n, nil
-	}
-	if c.ended {
-		return 0, io.EOF
 	}
 	c.s.mu.Lock()
 	fail := c.s.fail
@@ -552,7 +611,10 @@ func (s *Session) Finish() Summary {
 	if !wrapped {
 		// The API server refused the session (or never answered): nothing ran, and the
 		// request's kube audit event says why.
+		s.fileMu.Lock()
 		_ = s.f.Close()
+		s.closed = true
+		s.fileMu.Unlock()
 		_ = os.Remove(s.path)
 		return Summary{ExitCode: -1}
 	}
@@ -565,7 +627,12 @@ func (s *Session) Finish() Summary {
 		_ = s.w.Marker("error: " + sum.Failure)
 	}
 	_ = s.w.Flush()
-	if err := s.f.Close(); err != nil && gap == nil {
+	s.fileMu.Lock()
+	_ = s.f.Sync()
+	err := s.f.Close()
+	s.closed = true
+	s.fileMu.Unlock()
+	if err != nil && gap == nil {
 		sum.Gap = fmt.Errorf("closing the recording: %w", err)
 	}
 	info := Info{Meta: s.Meta, End: s.Meta.Start.Add(sum.Duration), Duration: sum.Duration, ExitCode: sum.ExitCode, Failure: sum.Failure,
