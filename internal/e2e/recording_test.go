@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -532,6 +533,24 @@ func TestSessionRecordingThroughTunnel(t *testing.T) {
 		typed, printed := indexOf(evs, "data", "stdin", "echo tunnelled"), indexOf(evs, "data", "stdout", "tunnelled-42")
 		if typed < 0 || printed < 0 || typed > printed {
 			t.Errorf("websockets=%s: typed at %d, printed at %d: %+v", ws, typed, printed, evs)
+		}
+	}
+	// Without a terminal, and attach, through the tunnel too.
+	cmd := exec.Command(tools.Path(t, "kubectl"), "--kubeconfig", kc, "exec", "web-0", "--", "sh", "-c", "echo tun-out; echo tun-err >&2")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl exec: %v\n%s", err, out)
+	}
+	if err := kubeenv.CheckAttach(context.Background(), tools.Path(t, "kubectl"), kc, "web-0", s.kube.AppendPodLog); err != nil {
+		t.Fatal(err)
+	}
+	infos := waitRecordings(t, s.admin, &pb.ListRecordingsRequest{User: "alice"}, 4)
+	kinds := map[string]bool{}
+	for _, i := range infos {
+		kinds[fmt.Sprintf("%s tty=%v exit=%d", i.Kind, i.TTY, i.ExitCode)] = true
+	}
+	for _, want := range []string{"exec tty=true exit=0", "exec tty=false exit=0", "attach tty=false exit=-1"} {
+		if !kinds[want] {
+			t.Errorf("no %q recording through the tunnel: %v", want, kinds)
 		}
 	}
 }
