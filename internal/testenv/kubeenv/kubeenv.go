@@ -37,6 +37,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/keyport/keyport/internal/testenv/freeport"
+	"github.com/keyport/keyport/internal/testenv/proc"
 	"github.com/keyport/keyport/internal/testenv/tools"
 )
 
@@ -117,7 +118,7 @@ type Env struct {
 	pfServer  *http.Server
 
 	mu      sync.Mutex // guards procs, stopped, stopErr and pod log appends
-	procs   []*process
+	procs   []*proc.Process
 	stopped bool
 	stopErr error
 }
@@ -153,7 +154,7 @@ func Start(t testing.TB, opts Options) *Env {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, p := range e.processes() {
-				t.Logf("kubeenv: last lines of %s:\n%s", p.logPath, p.tail(25))
+				t.Logf("kubeenv: last lines of %s:\n%s", p.LogPath, p.Tail(25))
 			}
 		}
 		began := time.Now()
@@ -288,7 +289,7 @@ func (e *Env) Stop() error {
 		_ = e.pfServer.Close()
 	}
 	for _, p := range slices.Backward(procs) {
-		if err := p.stop(); err != nil {
+		if err := p.Stop(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -330,22 +331,22 @@ func (e *Env) restConfig(certPEM, keyPEM []byte) *rest.Config {
 	}
 }
 
-func (e *Env) processes() []*process {
+func (e *Env) processes() []*proc.Process {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return slices.Clone(e.procs)
 }
 
-func (e *Env) addProc(p *process) {
+func (e *Env) addProc(p *proc.Process) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.procs = append(e.procs, p)
 }
 
-func (e *Env) removeProc(p *process) {
+func (e *Env) removeProc(p *proc.Process) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.procs = slices.DeleteFunc(e.procs, func(q *process) bool { return q == p })
+	e.procs = slices.DeleteFunc(e.procs, func(q *proc.Process) bool { return q == p })
 }
 
 // component describes how to run one program and how to tell it is ready.
@@ -371,7 +372,7 @@ func (e *Env) launch(ctx context.Context, c component) ([]int, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := startProcess(c.name, filepath.Join(e.LogDir, c.name+".log"), c.env, c.bin, c.args(ports)...)
+		p, err := proc.Start(c.name, filepath.Join(e.LogDir, c.name+".log"), c.env, c.bin, c.args(ports)...)
 		if err != nil {
 			return nil, err
 		}
@@ -381,9 +382,9 @@ func (e *Env) launch(ctx context.Context, c component) ([]int, error) {
 			e.log.Info("kubeenv component ready", "name", c.name, "ports", ports, "took", time.Since(began).Round(time.Millisecond))
 			return ports, nil
 		}
-		if attempt < attempts && p.bindFailed() {
+		if attempt < attempts && p.BindFailed() {
 			e.log.Info("kubeenv port taken, retrying", "name", c.name, "ports", ports)
-			p.stopped = true // an exit we now expect; do not report it as a crash
+			p.Stopped = true // an exit we now expect; do not report it as a crash
 			e.removeProc(p)
 			continue
 		}

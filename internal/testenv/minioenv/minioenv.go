@@ -6,14 +6,12 @@
 package minioenv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,6 +23,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/keyport/keyport/internal/testenv/freeport"
+	"github.com/keyport/keyport/internal/testenv/proc"
 	"github.com/keyport/keyport/internal/testenv/tools"
 )
 
@@ -62,8 +61,8 @@ type Server struct {
 	consoleAddr string
 	certsDir    string
 
-	mu   sync.Mutex // guards proc
-	proc *process   // nil while stopped
+	mu   sync.Mutex    // guards proc
+	proc *proc.Process // nil while stopped
 }
 
 // Start runs a MinIO server on free 127.0.0.1 ports with its data in a temporary
@@ -88,7 +87,7 @@ func Start(t testing.TB) *Server {
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
-			t.Logf("minioenv: last lines of %s:\n%s", s.LogPath, tailFile(s.LogPath, 40))
+			t.Logf("minioenv: last lines of %s:\n%s", s.LogPath, proc.TailFile(s.LogPath, 40))
 		}
 	})
 
@@ -160,7 +159,7 @@ func (s *Server) Stop() {
 	s.proc = nil
 	s.mu.Unlock()
 	if p != nil {
-		p.kill()
+		p.Kill()
 	}
 }
 
@@ -187,7 +186,7 @@ func (s *Server) start() error {
 		"MINIO_BROWSER=off", // no console UI (it then does not bind --console-address)
 		"MINIO_UPDATE=off",  // no update check against dl.min.io at start-up
 	}
-	p, err := startProcess(s.LogPath, env, s.bin,
+	p, err := proc.Start("minio", s.LogPath, env, s.bin,
 		"server", s.DataDir,
 		"--address", s.Endpoint,
 		"--console-address", s.consoleAddr,
@@ -197,8 +196,8 @@ func (s *Server) start() error {
 		return err
 	}
 	if err := s.waitReady(p); err != nil {
-		p.kill()
-		if p.bindFailed() {
+		p.Kill()
+		if p.BindFailed() {
 			return fmt.Errorf("%w: %w", errPortTaken, err)
 		}
 		return err
@@ -213,7 +212,7 @@ func (s *Server) start() error {
 // the process exits, or startTimeout passes. The live check answers 200 as soon as the
 // HTTP server listens, before the drives are initialized; until then it carries
 // "x-minio-server-status: offline" and S3 calls fail, so that header must be gone too.
-func (s *Server) waitReady(p *process) error {
+func (s *Server) waitReady(p *proc.Process) error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -226,11 +225,11 @@ func (s *Server) waitReady(p *process) error {
 			return nil
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("minio exited before becoming ready (%w); last lines of %s:\n%s", p.waitErr, s.LogPath, p.tail(40))
+		case <-p.Done:
+			return fmt.Errorf("minio exited before becoming ready (%w); last lines of %s:\n%s", p.WaitErr, s.LogPath, p.Tail(40))
 		case <-ctx.Done():
 			return fmt.Errorf("minio at %s not ready after %s (last error: %w); last lines of %s:\n%s",
-				s.Endpoint, time.Since(start).Round(time.Millisecond), last, s.LogPath, p.tail(40))
+				s.Endpoint, time.Since(start).Round(time.Millisecond), last, s.LogPath, p.Tail(40))
 		case <-tick.C:
 		}
 	}
@@ -255,75 +254,4 @@ func live(ctx context.Context, url string) error {
 		return fmt.Errorf("GET %s: server status %q", url, st)
 	}
 	return nil
-}
-
-// process is one run of the server, its output appended to a log file.
-type process struct {
-	cmd       *exec.Cmd
-	logPath   string
-	logOffset int64         // where this run's output starts in logPath
-	done      chan struct{} // closed when the process has exited and waitErr is set
-	waitErr   error
-}
-
-func startProcess(logPath string, env []string, bin string, args ...string) (*process, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	// Retries and restarts append to the same file; remember where this run starts.
-	st, err := logFile.Stat()
-	if err != nil {
-		logFile.Close()
-		return nil, err
-	}
-	fmt.Fprintf(logFile, "### %s %s\n", bin, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("running %s: %w", bin, err)
-	}
-	p := &process{cmd: cmd, logPath: logPath, logOffset: st.Size(), done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// kill sends SIGKILL and waits for the exit. MinIO has acknowledged every completed
-// PutObject only once it is on disk, so nothing a test wrote is lost.
-func (p *process) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-// bindFailed reports whether this run died because a port was taken.
-func (p *process) bindFailed() bool {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil || int64(len(b)) < p.logOffset {
-		return false
-	}
-	out := b[p.logOffset:]
-	return bytes.Contains(out, []byte("address already in use")) || bytes.Contains(out, []byte("is already in use"))
-}
-
-func (p *process) tail(n int) string { return tailFile(p.logPath, n) }
-
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	b = bytes.TrimRight(b, "\n")
-	lines := bytes.Split(b, []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
 }
