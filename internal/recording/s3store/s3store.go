@@ -21,8 +21,11 @@ import (
 
 // Store is a bucket and a prefix.
 type Store struct {
-	c   *minio.Client
-	loc recording.S3Location
+	c *minio.Client
+	// probe answers Check: one try, no retries, so a store that is down is found within
+	// a check, and a strict session ends promptly.
+	probe *minio.Client
+	loc   recording.S3Location
 }
 
 // checkTimeout bounds Check: a store that does not answer in time is unavailable.
@@ -41,7 +44,11 @@ func New(_ context.Context, loc recording.S3Location) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3://%s: %w", loc.Bucket, err)
 	}
-	return &Store{c: c, loc: loc}, nil
+	probe, err := minio.New(endpoint, &minio.Options{Creds: creds, Secure: !loc.Insecure, Region: loc.Region, MaxRetries: 1})
+	if err != nil {
+		return nil, fmt.Errorf("s3://%s: %w", loc.Bucket, err)
+	}
+	return &Store{c: c, probe: probe, loc: loc}, nil
 }
 
 func (s *Store) key(id string) (string, error) {
@@ -87,7 +94,7 @@ func (s *Store) Open(ctx context.Context, id string) (io.ReadCloser, error) {
 func (s *Store) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	ok, err := s.c.BucketExists(ctx, s.loc.Bucket)
+	ok, err := s.probe.BucketExists(ctx, s.loc.Bucket)
 	if err != nil {
 		return fmt.Errorf("s3://%s: %w", s.loc.Bucket, err)
 	}
