@@ -99,6 +99,8 @@ type Recorder struct {
 	// uploading holds the sessions being uploaded; retry is set when an upload failed.
 	uploading map[string]bool
 	retry     bool
+	// stopping: Wait was called; no new upload starts.
+	stopping bool
 }
 
 // NewRecorder makes Dir/pending.
@@ -222,7 +224,7 @@ func (r *Recorder) watchStore() {
 			r.mu.Lock()
 			r.retry = false
 			r.mu.Unlock()
-			r.UploadPending()
+			r.goTracked(r.UploadPending)
 		}
 		down = err
 	}
@@ -640,11 +642,9 @@ func (s *Session) Finish() Summary {
 	if sum.Gap != nil {
 		info.Status, info.Error = StatusGap, sum.Gap.Error()
 	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		r.upload(s.path, info)
-	}()
+	if !r.goTracked(func() { r.upload(s.path, info) }) {
+		r.cfg.Logger.Info("stopping: the session's recording stays pending until the next start", "session", info.SessionID)
+	}
 	return sum
 }
 
@@ -811,5 +811,30 @@ func ReadInfo(path string) (Info, error) {
 	}
 }
 
-// Wait waits for uploads in progress.
-func (r *Recorder) Wait() { r.wg.Wait() }
+// goTracked runs f in the background unless the recorder is stopping; Wait waits for it.
+func (r *Recorder) goTracked(f func()) bool {
+	r.mu.Lock()
+	if r.stopping {
+		r.mu.Unlock()
+		return false
+	}
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// StartUploadPending uploads, in the background, what a stopped process left pending.
+func (r *Recorder) StartUploadPending() { r.goTracked(r.UploadPending) }
+
+// Wait stops new uploads and waits for those in progress (their session.upload events
+// are emitted before it returns).
+func (r *Recorder) Wait() {
+	r.mu.Lock()
+	r.stopping = true
+	r.mu.Unlock()
+	r.wg.Wait()
+}

@@ -417,7 +417,7 @@ func (p *Process) ServeWithReady(ctx context.Context, ready chan struct{}) error
 			return err
 		}
 		// Sessions a stopped process was recording are stored now, marked incomplete.
-		go p.recorder.UploadPending()
+		p.recorder.StartUploadPending()
 		srv := &http.Server{Handler: p.webInflight.wrap(p.webHandler()), TLSConfig: p.webTLS(), ReadHeaderTimeout: 30 * time.Second,
 			ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
 		stop := func() {
