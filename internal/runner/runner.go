@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,11 +68,20 @@ func HTTP(name string, l net.Listener, h http.Handler) Task {
 }
 
 // Diag returns the diagnostics endpoints: /livez (the process answers), /readyz (ready
-// decides) and /metrics (g's series in Prometheus's format).
-func Diag(ready http.HandlerFunc, g prometheus.Gatherer) http.Handler {
+// decides) and /metrics (g's series in Prometheus's format); with profiling, also Go's
+// profiles under /debug/pprof/ (the CPU profile, heap, goroutines, trace), which cost
+// nothing until asked for but show the process's internals to whoever reaches the port.
+func Diag(ready http.HandlerFunc, g prometheus.Gatherer, profiling bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	if profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }

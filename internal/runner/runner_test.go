@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -43,11 +44,11 @@ func TestHTTPServesDiagUntilCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task := HTTP("diag", l, Diag(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "not yet", http.StatusServiceUnavailable) }, prometheus.NewRegistry()))
+	task := HTTP("diag", l, Diag(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "not yet", http.StatusServiceUnavailable) }, prometheus.NewRegistry(), false))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- task.Run(ctx) }()
-	for path, want := range map[string]int{"/livez": 200, "/readyz": 503, "/metrics": 200} {
+	for path, want := range map[string]int{"/livez": 200, "/readyz": 503, "/metrics": 200, "/debug/pprof/": 404} {
 		resp, err := http.Get("http://" + l.Addr().String() + path)
 		if err != nil {
 			t.Fatal(err)
@@ -60,5 +61,18 @@ func TestHTTPServesDiagUntilCancelled(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v, want nil after cancel", err)
+	}
+}
+
+// TestDiagProfiling: with profiling on, Go's profiles are served (here the index and a
+// one-second CPU profile, which pprof would read).
+func TestDiagProfiling(t *testing.T) {
+	h := Diag(func(w http.ResponseWriter, _ *http.Request) {}, prometheus.NewRegistry(), true)
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/profile?seconds=1", "/debug/pprof/heap"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != http.StatusOK || rec.Body.Len() == 0 {
+			t.Errorf("%s: %d, %d bytes", path, rec.Code, rec.Body.Len())
+		}
 	}
 }

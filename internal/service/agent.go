@@ -409,7 +409,7 @@ func (a *agent) diagHandler() http.Handler {
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
-	}, a.p.reg)
+	}, a.p.reg, a.p.opts.Profiling)
 }
 
 // firstContact is the trust check before the agent holds a host CA (SPEC section 5):

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyport/keyport/internal/cli/common"
 	"github.com/keyport/keyport/internal/config"
+	"github.com/keyport/keyport/internal/errs"
 	"github.com/keyport/keyport/internal/gctune"
 )
 
@@ -20,6 +21,7 @@ func Main(args []string, stdio common.IO) int {
 	var g common.Globals
 	root := common.NewRoot("keyport", "Keyport access plane daemon", &g, stdio)
 	var cfgPath, nodeName string
+	var profiling bool
 	start := &cobra.Command{
 		Use:   "start",
 		Short: "Start the Keyport services named in the config file",
@@ -38,10 +40,14 @@ func Main(args []string, stdio common.IO) int {
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			gctune.Start(ctx, stdio.Getenv, logger) // a GC heap floor, unless GOGC is set
-			return Run(ctx, Options{Config: cfg, Logger: logger})
+			if profiling && cfg.Keyport.DiagAddr == "" {
+				return &errs.UsageError{Err: fmt.Errorf("--pprof needs keyport.diag_addr in %s: the profiles are served there", path)}
+			}
+			return Run(ctx, Options{Config: cfg, Logger: logger, Profiling: profiling})
 		},
 	}
 	start.Flags().StringVarP(&cfgPath, "config", "c", "", "path to keyport.yaml (default $KEYPORT_CONFIG or "+config.DefaultPath+")")
+	start.Flags().BoolVar(&profiling, "pprof", false, "serve Go's profiles under /debug/pprof/ on keyport.diag_addr (keep that address private)")
 	start.Flags().StringVar(&nodeName, "nodename", "", "this process's name, overriding keyport.nodename (the Helm chart passes the pod's name)")
 	configure := &cobra.Command{
 		Use:   "configure",

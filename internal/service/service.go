@@ -58,6 +58,9 @@ type Options struct {
 	Listeners map[string]net.Listener
 	// Ready, when set, is closed once every component is serving.
 	Ready chan struct{}
+	// Profiling serves Go's profiles under /debug/pprof/ on diag_addr (keyport start
+	// --pprof).
+	Profiling bool
 	// OIDCClient fetches the issuers' discovery documents and keys for the github,
 	// gitlab and oidc join methods (default: system roots, which SSL_CERT_FILE extends).
 	OIDCClient *http.Client
@@ -498,7 +501,7 @@ func (p *Process) diagHandler() http.Handler {
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
-	}, p.reg)
+	}, p.reg, p.opts.Profiling)
 }
 
 // webHandler is the proxy's one port: the Auth API over gRPC, and the web API.

@@ -145,7 +145,7 @@ func newDiagServer(b *Bot, addr string) (*diagServer, error) {
 		return nil, fmt.Errorf("diag_addr: %w", err)
 	}
 	d := &diagServer{b: b, lis: lis}
-	d.task = runner.HTTP("diag", lis, runner.Diag(d.readyz, b.metrics.reg))
+	d.task = runner.HTTP("diag", lis, runner.Diag(d.readyz, b.metrics.reg, false))
 	return d, nil
 }
 
