@@ -253,7 +253,9 @@ kubernetes_service:
 		return err
 	}
 	defer logf.Close()
-	kp := exec.Command(filepath.Join(filepath.Dir(root), "bin", "keyport"), "start", "-c", cfgPath)
+	// --pprof: the quickstart's diag address is on loopback, and a developer can profile
+	// the running keyport with go tool pprof http://DIAG/debug/pprof/profile.
+	kp := exec.Command(filepath.Join(filepath.Dir(root), "bin", "keyport"), "start", "--pprof", "-c", cfgPath)
 	kp.Stdout, kp.Stderr = logf, logf
 	kp.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := kp.Start(); err != nil {
