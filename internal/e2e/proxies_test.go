@@ -25,6 +25,7 @@ import (
 	"github.com/keyport/keyport/internal/testenv/etcdtest"
 	"github.com/keyport/keyport/internal/testenv/freeport"
 	"github.com/keyport/keyport/internal/testenv/kubeenv"
+	"github.com/keyport/keyport/internal/testenv/proc"
 	"github.com/keyport/keyport/internal/tlsca"
 )
 
@@ -103,7 +104,7 @@ func kubeconfigVia(t *testing.T, web string, id *identityfile.Identity) string {
 type keyportProc struct {
 	cfg, dataDir, web, auth string
 	cmd                     *exec.Cmd
-	logs                    *bytes.Buffer
+	logs                    *proc.Buffer
 }
 
 // startKeyportProc runs the built keyport (auth and proxy) named name on etcd prefix.
@@ -121,7 +122,7 @@ func startKeyportProcWith(t *testing.T, name, storage, extra string) *keyportPro
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	p := &keyportProc{dataDir: filepath.Join(dir, "data"), web: fmt.Sprintf("127.0.0.1:%d", ports[0]), auth: fmt.Sprintf("127.0.0.1:%d", ports[1]), logs: &bytes.Buffer{}}
+	p := &keyportProc{dataDir: filepath.Join(dir, "data"), web: fmt.Sprintf("127.0.0.1:%d", ports[0]), auth: fmt.Sprintf("127.0.0.1:%d", ports[1]), logs: &proc.Buffer{}}
 	p.cfg = writeFile(t, filepath.Join(dir, "keyport.yaml"), fmt.Sprintf(`version: v3
 keyport:
   nodename: %s

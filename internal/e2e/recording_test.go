@@ -25,6 +25,7 @@ import (
 	"github.com/keyport/keyport/internal/client"
 	"github.com/keyport/keyport/internal/recording"
 	"github.com/keyport/keyport/internal/testenv/kubeenv"
+	"github.com/keyport/keyport/internal/testenv/proc"
 	"github.com/keyport/keyport/internal/testenv/tools"
 	"github.com/keyport/keyport/internal/types"
 )
@@ -125,24 +126,6 @@ func (s *ptySession) exitCode() int {
 		s.t.Fatalf("kubectl did not exit:\n%s", s.output())
 		return -1
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // waitRecordings waits until the index holds n recordings that match req.
@@ -421,7 +404,7 @@ func TestSessionRecording(t *testing.T) {
 		}
 		join := exec.Command(filepath.Join(binDir, "tsh"), "kube", "join", live[0].SessionID)
 		join.Env, join.Dir = w.env, w.home
-		var joinOut, joinErr syncBuffer
+		var joinOut, joinErr proc.Buffer
 		join.Stdout, join.Stderr = &joinOut, &joinErr
 		if err := join.Start(); err != nil {
 			t.Fatal(err)

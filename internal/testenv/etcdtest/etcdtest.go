@@ -4,7 +4,6 @@
 package etcdtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,11 +11,11 @@ import (
 	"net/http"
 	"os/exec"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyport/keyport/internal/testenv/freeport"
+	"github.com/keyport/keyport/internal/testenv/proc"
 	"github.com/keyport/keyport/internal/testenv/tools"
 )
 
@@ -71,7 +70,7 @@ func start(t testing.TB, bin string) (string, error) {
 		"--log-level=error",
 		"--log-outputs=stderr",
 	)
-	out := &syncBuffer{}
+	out := &proc.Buffer{}
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
@@ -128,29 +127,4 @@ func healthy(ctx context.Context, endpoint string) bool {
 		Health string `json:"health"`
 	}
 	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&h) == nil && h.Health == "true"
-}
-
-// syncBuffer collects the server's output, written by exec's copying goroutine and
-// read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
 }
