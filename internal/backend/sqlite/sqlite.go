@@ -14,6 +14,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -149,9 +150,10 @@ type Backend struct {
 
 	ctx       context.Context // done when Close starts
 	cancel    context.CancelFunc
-	mu        sync.Mutex // orders wg.Add in Watch before wg.Wait in Close
+	mu        sync.Mutex // orders wg.Add in Watch before wg.Wait in Close; guards prefixes
 	closing   bool
-	wg        sync.WaitGroup // background loops and watchers
+	prefixes  map[*watcher][]byte // what each live watcher watches
+	wg        sync.WaitGroup      // background loops and watchers
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -423,9 +425,13 @@ func (b *Backend) CurrentRevision(ctx context.Context) (int64, error) {
 type writeFunc func(ctx context.Context, tx ptx) (int64, error)
 
 type writeReq struct {
-	op   string
-	fn   writeFunc
-	done chan writeRes
+	op string
+	// scope is the key the write changes, or the prefix of the keys it may change; nil
+	// means any key. A commit wakes the watchers only when some write's scope overlaps a
+	// watched prefix.
+	scope []byte
+	fn    writeFunc
+	done  chan writeRes
 }
 
 type writeRes struct {
@@ -440,14 +446,14 @@ const maxBatch = 128
 // in flight are batched into the next transaction, each under its own savepoint, so that
 // concurrent writers share one fsync (group commit) while each still succeeds or fails
 // on its own. A write is acknowledged only after its transaction is durable.
-func (b *Backend) write(ctx context.Context, op string, fn writeFunc) (int64, error) {
+func (b *Backend) write(ctx context.Context, op string, scope []byte, fn writeFunc) (int64, error) {
 	if err := b.checkOpen(); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	req := writeReq{op: op, fn: fn, done: make(chan writeRes, 1)}
+	req := writeReq{op: op, scope: scope, fn: fn, done: make(chan writeRes, 1)}
 	select {
 	case b.writes <- req:
 	case <-b.ctx.Done():
@@ -537,7 +543,9 @@ func (b *Backend) commitBatch(batch []writeReq) {
 			fail(fmt.Errorf("commit: %w", err))
 			return
 		}
-		b.wake(maxRev)
+		if b.watched(batch) {
+			b.wake(maxRev)
+		}
 	}
 	for i, req := range batch {
 		req.done <- results[i]
@@ -627,7 +635,7 @@ func (b *Backend) Put(ctx context.Context, i backend.Item) (int64, error) {
 	if err := checkItem(i); err != nil {
 		return 0, err
 	}
-	return b.write(ctx, "put", func(ctx context.Context, tx ptx) (int64, error) {
+	return b.write(ctx, "put", i.Key, func(ctx context.Context, tx ptx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, i.Key, now)
 		if err != nil {
@@ -642,7 +650,7 @@ func (b *Backend) Create(ctx context.Context, i backend.Item) (int64, error) {
 	if err := checkItem(i); err != nil {
 		return 0, err
 	}
-	return b.write(ctx, "create", func(ctx context.Context, tx ptx) (int64, error) {
+	return b.write(ctx, "create", i.Key, func(ctx context.Context, tx ptx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, i.Key, now)
 		if err != nil {
@@ -678,7 +686,7 @@ func (b *Backend) CompareAndSwap(ctx context.Context, i backend.Item, expectedRe
 	if err := casCheck(current{exists: err == nil, live: err == nil && live(expires, b.now()), revision: rev}, expectedRevision); err != nil {
 		return 0, err
 	}
-	return b.write(ctx, "compare and swap", func(ctx context.Context, tx ptx) (int64, error) {
+	return b.write(ctx, "compare and swap", i.Key, func(ctx context.Context, tx ptx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, i.Key, now)
 		if err != nil {
@@ -706,7 +714,7 @@ func (b *Backend) Delete(ctx context.Context, key []byte) error {
 	if len(key) == 0 {
 		return errs.BadParameterf("backend: key must not be empty")
 	}
-	_, err := b.write(ctx, "delete", func(ctx context.Context, tx ptx) (int64, error) {
+	_, err := b.write(ctx, "delete", key, func(ctx context.Context, tx ptx) (int64, error) {
 		now := b.now()
 		cur, err := lookup(ctx, tx, key, now)
 		if err != nil {
@@ -724,7 +732,7 @@ func (b *Backend) Delete(ctx context.Context, key []byte) error {
 // DeleteRange implements backend.Backend.
 func (b *Backend) DeleteRange(ctx context.Context, prefix []byte) error {
 	where, args := rangeWhere(prefix)
-	_, err := b.write(ctx, "delete range", func(ctx context.Context, tx ptx) (int64, error) {
+	_, err := b.write(ctx, "delete range", prefix, func(ctx context.Context, tx ptx) (int64, error) {
 		// Expired rows are deleted too: their delete event is their expiry notice.
 		rev, _, err := deleteWhere(ctx, tx, `SELECT key FROM kv WHERE `+where+` ORDER BY key`, args, b.now())
 		return rev, err
@@ -770,7 +778,7 @@ func (b *Backend) SweepExpired(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		n := 0
-		_, err := b.write(ctx, "sweep", func(ctx context.Context, tx ptx) (rev int64, err error) {
+		_, err := b.write(ctx, "sweep", nil, func(ctx context.Context, tx ptx) (rev int64, err error) {
 			// A bounded batch per transaction: a long sweep must not hold the write lock
 			// against user writes.
 			now := b.now()
@@ -816,7 +824,7 @@ func (b *Backend) CompactThrough(ctx context.Context, rev int64) error {
 	if rev <= 0 {
 		return nil
 	}
-	_, err := b.write(ctx, "compact", func(ctx context.Context, tx ptx) (int64, error) {
+	_, err := b.write(ctx, "compact", nil, func(ctx context.Context, tx ptx) (int64, error) {
 		var cur, compacted int64
 		if err := tx.QueryRowContext(ctx, qMeta).Scan(&cur, &compacted); err != nil {
 			return 0, err
@@ -883,6 +891,26 @@ func (b *Backend) pollLoop() {
 		}
 		b.wake(rev)
 	}
+}
+
+// watched reports whether a write of batch may have changed a key some watcher in this
+// process watches. The audit log's batches, written every 50 ms on a busy proxy, touch no
+// watched prefix and so wake nobody. A watcher that is not woken reads those revisions
+// (skipping them) with its next read; other processes' watchers poll.
+func (b *Backend) watched(batch []writeReq) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, req := range batch {
+		if req.scope == nil {
+			return true
+		}
+		for _, p := range b.prefixes {
+			if bytes.HasPrefix(req.scope, p) || bytes.HasPrefix(p, req.scope) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // wake tells watchers that revisions up to rev exist, unless they were already told.

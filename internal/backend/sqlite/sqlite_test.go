@@ -424,3 +424,50 @@ func benchBackend(b *testing.B) *Backend {
 func BenchmarkPut(b *testing.B) { backendtest.BenchmarkPut(b, benchBackend(b)) }
 func BenchmarkGet(b *testing.B) { backendtest.BenchmarkGet(b, benchBackend(b)) }
 func BenchmarkCAS(b *testing.B) { backendtest.BenchmarkCompareAndSwap(b, benchBackend(b)) }
+
+// A commit wakes this process's watchers only when it may have changed a key they watch
+// (the audit log's batches do not); a watcher that was not woken still skips those
+// revisions correctly on its next read.
+func TestCommitWakesOnlyWatchersOfItsKeys(t *testing.T) {
+	b := open(t, Config{})
+	w, err := b.Watch(t.Context(), []byte("/res/"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for _, tc := range []struct {
+		scope []byte
+		want  bool
+	}{
+		{[]byte("/audit/2026-12-06/x"), false},
+		{[]byte("/res/role/a"), true},
+		{[]byte("/re"), true}, // a range that covers the watched prefix
+		{[]byte("/"), true},
+		{nil, true}, // the sweeper: any key
+	} {
+		if got := b.watched([]writeReq{{scope: tc.scope}}); got != tc.want {
+			t.Errorf("watched(%q) = %v, want %v", tc.scope, got, tc.want)
+		}
+	}
+	if b.watched([]writeReq{{scope: []byte("/audit/a")}, {scope: []byte("/res/b")}}) != true {
+		t.Error("a batch with one watched write must wake")
+	}
+	for i := range 5 {
+		if _, err := b.Put(t.Context(), backend.Item{Key: fmt.Appendf(nil, "/audit/%d", i), Value: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Put(t.Context(), backend.Item{Key: []byte("/res/role/a"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := recv(t, w); string(ev.Item.Key) != "/res/role/a" || ev.Type != backend.EventPut {
+		t.Fatalf("event %v %q, want the put of /res/role/a", ev.Type, ev.Item.Key)
+	}
+	_ = w.Close() // Events is closed, and the prefix forgotten, when Close returns
+	b.mu.Lock()
+	n := len(b.prefixes)
+	b.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d watch prefixes left after the watcher ended", n)
+	}
+}

@@ -47,6 +47,10 @@ func (b *Backend) Watch(ctx context.Context, prefix []byte, fromRevision int64) 
 		prefix:     append([]byte(nil), prefix...),
 		last:       fromRevision,
 	}
+	if b.prefixes == nil {
+		b.prefixes = map[*watcher][]byte{}
+	}
+	b.prefixes[w] = w.prefix
 	b.watchers.Add(1)
 	b.wg.Add(1)
 	go w.run()
@@ -67,6 +71,9 @@ func (w *watcher) run() {
 	defer w.b.wg.Done()
 	defer w.b.watchers.Add(-1)
 	err := w.loop()
+	w.b.mu.Lock()
+	delete(w.b.prefixes, w)
+	w.b.mu.Unlock()
 	w.cancel()
 	w.stop()
 	w.Finish(err, w.b.ctx.Err() != nil, w.b.log)
