@@ -19,7 +19,7 @@ BINS    := keyport tctl tsh tbot
 # (go.dev/issue/75804, fixed in Go 1.27). 5000 runs take 1–10 s per target here.
 FUZZTIME ?= 5000x
 
-.PHONY: all build test unit lint vet fmt kube-tools kube-e2e lint-tools fuzz-short bench conformance quickstart quickstart-down clean proto
+.PHONY: all build test unit lint vet fmt kube-tools kube-e2e lint-tools fuzz-short bench bench-deployed conformance quickstart quickstart-down clean proto
 
 all: build
 
@@ -78,6 +78,15 @@ bench: kube-tools
 	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./internal/backend/...
 	$(GO) test -run='^$$' -bench=ProxyCannedUpstream -benchtime=20000x -count=2 ./internal/bench
 	$(GO) run ./internal/bench/cmd/keyport-bench $(BENCH_FLAGS)
+
+## bench-deployed: Keyport as users run it — the built keyport start -c, a tbot kubeconfig,
+## a client-go load process and a bare Go reverse proxy, each its own process — with the
+## in-process GET ratios of the same run beside it (about 4 minutes;
+## BENCH_DEPLOYED_FLAGS="-cpuprofile keyport.pprof" profiles the running keyport)
+BENCH_DEPLOYED_FLAGS ?=
+bench-deployed: kube-tools build
+	$(GO) build -o bin/keyport-bench ./internal/bench/cmd/keyport-bench
+	bin/keyport-bench deployed -bin bin $(BENCH_DEPLOYED_FLAGS)
 
 ## conformance: the upstream [sig-api-machinery] [Conformance] e2e tests (and the
 ## server-side apply, Table and dry-run ones), run directly and through Keyport (a bot whose

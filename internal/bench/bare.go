@@ -12,13 +12,14 @@ import (
 )
 
 // startBareProxy starts the reference the Keyport column is read against: a bare
-// httputil.ReverseProxy in this process, TLS and HTTP/2 on both sides like Keyport, that
-// sends every request to the API server with the admin credentials and the impersonation
-// headers Keyport would set, and does nothing else (no client certificate, no
+// httputil.ReverseProxy, TLS and HTTP/2 on both sides like Keyport, that sends every
+// request to the API server with the admin credentials and the impersonation headers
+// Keyport would set (user and groups), and does nothing else (no client certificate, no
 // authorisation, no audit). Its cost is what any Go reverse proxy in front of the API
 // server pays; Keyport's cost above it is Keyport's own. It returns the server and the
-// client config that reaches the API server through it.
-func startBareProxy(admin *rest.Config) (*httptest.Server, *rest.Config, error) {
+// client config that reaches the API server through it. The in-process section runs it
+// in the bench's process, the deployed section in a process of its own (bare-proxy).
+func startBareProxy(admin *rest.Config, user string, groups []string) (*httptest.Server, *rest.Config, error) {
 	upstream := rest.CopyConfig(admin)
 	upstream.Impersonate = rest.ImpersonationConfig{}
 	upstream.QPS, upstream.Burst = -1, -1
@@ -34,8 +35,8 @@ func startBareProxy(admin *rest.Config) (*httptest.Server, *rest.Config, error) 
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Header.Del("Authorization")
-			pr.Out.Header.Set("Impersonate-User", benchUser)
-			pr.Out.Header["Impersonate-Group"] = []string{editorGroup, systemAuthenticated}
+			pr.Out.Header.Set("Impersonate-User", user)
+			pr.Out.Header["Impersonate-Group"] = groups
 		},
 		Transport: tr,
 	}

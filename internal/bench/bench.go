@@ -10,6 +10,11 @@
 // Everything Keyport-side (client, proxy, audit log) runs in this one process, so CPU
 // and memory are this process's: the direct column is the client alone, the Keyport
 // column client plus proxy, and the difference is the proxy's cost.
+//
+// `keyport-bench deployed` (make bench-deployed, RunDeployed) measures Keyport as users
+// run it: the built keyport, tbot's kubeconfig, and a load process and the bare proxy
+// started from this binary as processes of their own (child.go), next to the in-process
+// GET ratios of the same run.
 package bench
 
 import (
@@ -59,9 +64,20 @@ type Options struct {
 	kubeLogger, keyportLogger *slog.Logger
 }
 
-// Main runs the bench command line and returns the exit code: 0 when the measurements
+// Main runs the bench command line (`keyport-bench [flags]`, the in-process bench, or
+// `keyport-bench deployed [flags]`, see RunDeployed) and returns the exit code: 0 when the measurements
 // ran (whatever the numbers), 1 on an error, 2 on bad usage.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "deployed":
+			return deployedMain(args[1:], stdout, stderr)
+		case loadCommand:
+			return loadMain(args[1:], os.Stdin, stdout, stderr)
+		case bareCommand:
+			return bareMain(args[1:], os.Stdin, stdout, stderr)
+		}
+	}
 	var o Options
 	fs := flag.NewFlagSet("keyport-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -77,7 +77,7 @@ func BenchmarkProxyCannedUpstream(b *testing.B) {
 		b.Fatal(err)
 	}
 	upCfg := &rest.Config{Host: upstream.URL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM, ServerName: serverName(upstream.Certificate())}}
-	bareSrv, bare, err := startBareProxy(upCfg)
+	bareSrv, bare, err := startBareProxy(upCfg, benchUser, []string{editorGroup, systemAuthenticated})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -29,8 +30,11 @@ func processCPU() (time.Duration, error) {
 // request says much of what a hop costs.
 type syscalls struct{ reads, writes int64 }
 
-func countSyscalls() (syscalls, error) {
-	data, err := os.ReadFile("/proc/self/io")
+func countSyscalls() (syscalls, error) { return pidSyscalls("self") }
+
+// pidSyscalls is countSyscalls of process pid ("self" for this one).
+func pidSyscalls(pid string) (syscalls, error) {
+	data, err := os.ReadFile("/proc/" + pid + "/io")
 	if err != nil {
 		return syscalls{}, err
 	}
@@ -51,12 +55,12 @@ func countSyscalls() (syscalls, error) {
 			continue
 		}
 		if *dst, err = strconv.ParseInt(strings.TrimSpace(v), 10, 64); err != nil {
-			return syscalls{}, fmt.Errorf("/proc/self/io %s: %w", k, err)
+			return syscalls{}, fmt.Errorf("/proc/%s/io %s: %w", pid, k, err)
 		}
 		found++
 	}
 	if found != 2 {
-		return syscalls{}, fmt.Errorf("/proc/self/io has no syscr and syscw")
+		return syscalls{}, fmt.Errorf("/proc/%s/io has no syscr and syscw", pid)
 	}
 	return c, nil
 }
@@ -83,32 +87,61 @@ func childCPU(names ...string) (time.Duration, error) {
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		st, err := readStat(pid)
 		if err != nil {
-			continue // exited meanwhile
+			continue // exited meanwhile, or not a process
 		}
-		// pid (comm) state ppid … utime stime …; comm may hold spaces and parentheses.
-		open, closing := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
-		if open < 0 || closing < open {
+		if st.ppid != self || !slices.Contains(names, st.comm) {
 			continue
 		}
-		comm := string(data[open+1 : closing])
-		f := strings.Fields(string(data[closing+1:]))
-		if len(f) < 13 || f[1] != strconv.Itoa(self) || !slices.Contains(names, comm) {
-			continue
-		}
-		utime, err1 := strconv.ParseInt(f[11], 10, 64)
-		stime, err2 := strconv.ParseInt(f[12], 10, 64)
-		if err1 != nil || err2 != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: bad times", pid)
-		}
-		total += time.Duration(utime+stime) * time.Second / clockTicks
+		total += st.cpu
 		found++
 	}
 	if found != len(names) {
 		return 0, fmt.Errorf("found %d of the child processes %v", found, names)
 	}
 	return total, nil
+}
+
+// pidCPU is the user+system CPU time process pid has used (every thread).
+func pidCPU(pid int) (time.Duration, error) {
+	st, err := readStat(pid)
+	return st.cpu, err
+}
+
+// procStat is what the bench reads of /proc/<pid>/stat.
+type procStat struct {
+	comm string
+	ppid int
+	cpu  time.Duration // utime + stime
+}
+
+func readStat(pid int) (procStat, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseStat(data)
+}
+
+// parseStat reads "pid (comm) state ppid … utime stime …"; comm may hold spaces and
+// parentheses, so the fields are counted from its last ')'.
+func parseStat(data []byte) (procStat, error) {
+	open, closing := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
+	if open < 0 || closing < open {
+		return procStat{}, fmt.Errorf("/proc stat %q: no command name", data)
+	}
+	f := strings.Fields(string(data[closing+1:]))
+	if len(f) < 13 {
+		return procStat{}, fmt.Errorf("/proc stat: %d fields after the command name", len(f))
+	}
+	ppid, err0 := strconv.Atoi(f[1])
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err0, err1, err2); err != nil {
+		return procStat{}, fmt.Errorf("/proc stat: %w", err)
+	}
+	return procStat{comm: string(data[open+1 : closing]), ppid: ppid, cpu: time.Duration(utime+stime) * time.Second / clockTicks}, nil
 }
 
 // settledRSS collects garbage and returns freed pages to the OS before reading the

@@ -62,24 +62,7 @@ func report(w io.Writer, o Options, env environment, res *results) {
 		listRate[j] = median(each(res.list[j], roundResult.bytesPerSecond))
 		listP50[j] = float64(median(each(res.list[j], func(r roundResult) time.Duration { return r.quantile(0.5) })))
 	}
-	// The throughput ratio is the median of per-round ratios: each round is read against
-	// the direct rounds on either side of it (the one before and the one after; the last
-	// has only the one before), so load that drifts over the run cancels out better than
-	// in a ratio of medians, and no path gains from always following the same one. The
-	// range shows how much a single round moves.
-	roundRatios := func(j int) []float64 {
-		var out []float64
-		direct := res.get[0]
-		for i := range direct {
-			ref := direct[i].perSecond()
-			if i+1 < len(direct) {
-				ref = (ref + direct[i+1].perSecond()) / 2
-			}
-			out = append(out, ratio(res.get[j][i].perSecond(), ref))
-		}
-		return out
-	}
-	keyportRatios := roundRatios(1)
+	keyportRatios := roundRatios(res.get, 1)
 	d := func(f float64) time.Duration { return time.Duration(f) }
 
 	fmt.Fprintf(w, "\nMedians of %d rounds:\n", o.Rounds)
@@ -107,7 +90,7 @@ func report(w io.Writer, o Options, env environment, res *results) {
 			"on both sides, the same impersonation headers; no client certificate, authorisation or audit):\n")
 		tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
 		fmt.Fprintln(tw, " metric\t bare Go proxy\t through Keyport")
-		bareRatios := roundRatios(2)
+		bareRatios := roundRatios(res.get, 2)
 		fmt.Fprintf(tw, " GET pod, %d clients (ratio to direct)\t %s\t %s\n", o.Clients, spread(bareRatios), spread(keyportRatios))
 		fmt.Fprintf(tw, " GET p99 latency, 1 client (added)\t %s\t %s\n", signedMS(d(oneP99[2]-oneP99[0])), signedMS(d(oneP99[1]-oneP99[0])))
 		fmt.Fprintf(tw, " CPU per GET, proxy (µs)\t %s\t %s\n", signedUS(d(cpu[2]-cpu[0])), signedUS(d(cpu[1]-cpu[0])))
@@ -176,6 +159,25 @@ func verdict(getRatio float64, oneClientAddedP99, queuedAddedP99 time.Duration, 
 		minRatio, getRatio, met(getRatio >= minRatio), goal,
 		ms(maxAddedP99), float64(oneClientAddedP99)/1e6, met(oneClientAddedP99 <= maxAddedP99),
 		clients, signedMS(queuedAddedP99))
+}
+
+// roundRatios are path j's per-round throughput ratios to direct (path 0). The ratio the
+// reports give is the median of these: each round is read against the direct rounds on
+// either side of it (the one before and the one after; the last has only the one before),
+// so load that drifts over the run cancels out better than in a ratio of medians, and no
+// path gains from always following the same one. The range shows how much a single round
+// moves.
+func roundRatios(rounds [][]roundResult, j int) []float64 {
+	var out []float64
+	direct := rounds[0]
+	for i := range direct {
+		ref := direct[i].perSecond()
+		if i+1 < len(direct) {
+			ref = (ref + direct[i+1].perSecond()) / 2
+		}
+		out = append(out, ratio(rounds[j][i].perSecond(), ref))
+	}
+	return out
 }
 
 // spread is a median of per-round ratios with the middle half of the rounds and the whole

@@ -132,19 +132,21 @@ func startSetup(ctx context.Context, opts Options, log *slog.Logger) (_ *setup, 
 	s.direct = rest.CopyConfig(s.kube.Config)
 	s.direct.Impersonate = rest.ImpersonationConfig{UserName: benchUser, Groups: []string{editorGroup, systemAuthenticated}}
 
-	if s.bareSrv, s.bare, err = startBareProxy(s.kube.Config); err != nil {
+	if s.bareSrv, s.bare, err = startBareProxy(s.kube.Config, benchUser, []string{editorGroup, systemAuthenticated}); err != nil {
 		return nil, fmt.Errorf("bare reverse proxy: %w", err)
 	}
 
 	if err := s.createNamespaces(startCtx); err != nil {
 		return nil, err
 	}
-	log.Info("creating ConfigMaps", "count", opts.ConfigMaps, "namespace", listNamespace)
-	began := time.Now()
-	if err := s.createConfigMaps(startCtx, opts.ConfigMaps); err != nil {
-		return nil, err
+	if opts.ConfigMaps > 0 {
+		log.Info("creating ConfigMaps", "count", opts.ConfigMaps, "namespace", listNamespace)
+		began := time.Now()
+		if err := s.createConfigMaps(startCtx, opts.ConfigMaps); err != nil {
+			return nil, err
+		}
+		log.Info("ConfigMaps created", "took", time.Since(began).Round(time.Millisecond))
 	}
-	log.Info("ConfigMaps created", "took", time.Since(began).Round(time.Millisecond))
 
 	// The role reaches the proxy through the cache's watch: wait until both paths answer.
 	for _, cfg := range []*rest.Config{s.direct, s.viaKeyport, s.bare} {
