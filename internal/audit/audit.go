@@ -53,6 +53,11 @@ const (
 	SessionUpload = "session.upload"
 	// SessionJoin: a user joined a live session to watch it (or was refused).
 	SessionJoin = "session.join"
+	// Access requests: created (or refused), reviewed (approved or denied, or refused),
+	// deleted (tsh request drop).
+	AccessRequestCreate = "access_request.create"
+	AccessRequestReview = "access_request.review"
+	AccessRequestDelete = "access_request.delete"
 )
 
 // Event is one audit record. Fields holds what is specific to the type.

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -255,6 +256,8 @@ func lockMatches(t types.LockTarget, id *tlsca.Identity) bool {
 		return t.Bot == id.BotName
 	case t.BotInstanceID != "":
 		return t.BotInstanceID == id.BotInstanceID
+	case t.AccessRequest != "":
+		return slices.Contains(id.ActiveRequests, t.AccessRequest)
 	case t.Role != "":
 		for _, r := range id.Roles {
 			if r == t.Role {

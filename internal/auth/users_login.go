@@ -357,7 +357,7 @@ func (s *Server) Login(ctx context.Context, req LoginRequest) ([]byte, error) {
 	}
 	s.clearLoginLock(ctx, req.User)
 	actor.Identity = &tlsca.Identity{Username: req.User, Roles: user.Spec.Roles}
-	cert, err := s.SignUser(ctx, actor, req.User, req.PublicKey, req.TTL, "")
+	cert, err := s.SignUser(ctx, actor, req.User, req.PublicKey, req.TTL, "", nil)
 	if err != nil {
 		return fail(err)
 	}

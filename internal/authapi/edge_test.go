@@ -120,13 +120,18 @@ var samples = map[string]any{
 	pb.AuthService_JoinHost_FullMethodName:              &pb.JoinHostRequest{Token: "x"},
 	pb.AuthService_HeartbeatKubeClusters_FullMethodName: &pb.HeartbeatKubeClustersRequest{
 		Clusters: []*pb.KubeCluster{{Name: "prod"}}},
-	pb.AuthService_ListKubeClusters_FullMethodName:   &pb.ListKubeClustersRequest{},
-	pb.AuthService_KubeCanI_FullMethodName:           &pb.KubeCanIRequest{Bot: "b", Cluster: "prod", Verb: "get", Resource: "pods"},
-	pb.AuthService_SearchAudit_FullMethodName:        &pb.SearchAuditRequest{},
-	pb.AuthService_ListRecordings_FullMethodName:     &pb.ListRecordingsRequest{},
-	pb.AuthService_GetRecording_FullMethodName:       &pb.GetRecordingRequest{SessionId: "0b1b2b3b-0000-4000-8000-000000000000"},
-	pb.AuthService_ListActiveSessions_FullMethodName: &pb.ListActiveSessionsRequest{},
-	pb.AuthService_JoinSession_FullMethodName:        &pb.JoinSessionRequest{SessionId: "0b1b2b3b-0000-4000-8000-000000000000"},
+	pb.AuthService_ListKubeClusters_FullMethodName:    &pb.ListKubeClustersRequest{},
+	pb.AuthService_KubeCanI_FullMethodName:            &pb.KubeCanIRequest{Bot: "b", Cluster: "prod", Verb: "get", Resource: "pods"},
+	pb.AuthService_SearchAudit_FullMethodName:         &pb.SearchAuditRequest{},
+	pb.AuthService_ListRecordings_FullMethodName:      &pb.ListRecordingsRequest{},
+	pb.AuthService_GetRecording_FullMethodName:        &pb.GetRecordingRequest{SessionId: "0b1b2b3b-0000-4000-8000-000000000000"},
+	pb.AuthService_ListActiveSessions_FullMethodName:  &pb.ListActiveSessionsRequest{},
+	pb.AuthService_JoinSession_FullMethodName:         &pb.JoinSessionRequest{SessionId: "0b1b2b3b-0000-4000-8000-000000000000"},
+	pb.AuthService_CreateAccessRequest_FullMethodName: &pb.CreateAccessRequestRequest{Roles: []string{"prod"}},
+	pb.AuthService_ListAccessRequests_FullMethodName:  &pb.ListAccessRequestsRequest{},
+	pb.AuthService_GetAccessRequest_FullMethodName:    &pb.GetAccessRequestRequest{Id: "x"},
+	pb.AuthService_DeleteAccessRequest_FullMethodName: &pb.GetAccessRequestRequest{Id: "x"},
+	pb.AuthService_ReviewAccessRequest_FullMethodName: &pb.ReviewAccessRequestRequest{Id: "x", Approve: true},
 }
 
 // testServer serves the Auth API's edge over TLS on a loopback port. Behind the edge sits

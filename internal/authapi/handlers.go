@@ -241,7 +241,8 @@ func (g *handlers) CreateToken(ctx context.Context, req *pb.CreateTokenRequest) 
 
 func (g *handlers) CreateLock(ctx context.Context, req *pb.CreateLockRequest) (*pb.Resource, error) {
 	a := actorOf(ctx)
-	target := types.LockTarget{User: req.GetUser(), Role: req.GetRole(), Bot: req.GetBot(), BotInstanceID: req.GetBotInstanceId(), Login: req.GetLogin()}
+	target := types.LockTarget{User: req.GetUser(), Role: req.GetRole(), Bot: req.GetBot(), BotInstanceID: req.GetBotInstanceId(), Login: req.GetLogin(),
+		AccessRequest: req.GetAccessRequest()}
 	var expires *time.Time
 	switch {
 	case req.GetExpiresUnix() != 0:
@@ -263,7 +264,7 @@ func (g *handlers) SignUser(ctx context.Context, req *pb.SignUserRequest) (*pb.C
 	if err != nil {
 		return nil, err
 	}
-	cert, err := g.s.SignUser(ctx, actorOf(ctx), req.GetUser(), pub, time.Duration(req.GetTtlSeconds())*time.Second, req.GetKubeCluster())
+	cert, err := g.s.SignUser(ctx, actorOf(ctx), req.GetUser(), pub, time.Duration(req.GetTtlSeconds())*time.Second, req.GetKubeCluster(), req.GetAccessRequestIds())
 	if err != nil {
 		return nil, err
 	}
@@ -497,4 +498,57 @@ func (g *handlers) ListProxies(ctx context.Context, _ *pb.ListProxiesRequest) (*
 		out.Proxies = append(out.Proxies, &pb.Proxy{Name: p.Name, Addr: p.Addr, Clusters: p.Clusters, ExpiresUnix: p.Expires.Unix()})
 	}
 	return out, nil
+}
+
+func accessRequestPB(ar *types.AccessRequest) (*pb.Resource, error) {
+	data, err := json.Marshal(ar)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Resource{Kind: types.KindAccessRequest, Json: data, Revision: ar.Metadata.Revision}, nil
+}
+
+func (g *handlers) CreateAccessRequest(ctx context.Context, req *pb.CreateAccessRequestRequest) (*pb.Resource, error) {
+	ar, err := g.s.CreateAccessRequest(ctx, actorOf(ctx), auth.CreateAccessRequest{Roles: req.GetRoles(), Resources: req.GetResources(),
+		Reason: req.GetReason(), MaxDuration: time.Duration(req.GetMaxDurationSeconds()) * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	return accessRequestPB(ar)
+}
+
+func (g *handlers) ListAccessRequests(ctx context.Context, req *pb.ListAccessRequestsRequest) (*pb.ListResourcesResponse, error) {
+	list, err := g.s.ListAccessRequests(ctx, actorOf(ctx), req.GetState())
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ListResourcesResponse{}
+	for _, ar := range list {
+		p, err := accessRequestPB(ar)
+		if err != nil {
+			return nil, err
+		}
+		out.Resources = append(out.Resources, p)
+	}
+	return out, nil
+}
+
+func (g *handlers) GetAccessRequest(ctx context.Context, req *pb.GetAccessRequestRequest) (*pb.Resource, error) {
+	ar, err := g.s.GetAccessRequest(ctx, actorOf(ctx), req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return accessRequestPB(ar)
+}
+
+func (g *handlers) DeleteAccessRequest(ctx context.Context, req *pb.GetAccessRequestRequest) (*pb.DeleteResourceResponse, error) {
+	return &pb.DeleteResourceResponse{}, g.s.DeleteAccessRequest(ctx, actorOf(ctx), req.GetId())
+}
+
+func (g *handlers) ReviewAccessRequest(ctx context.Context, req *pb.ReviewAccessRequestRequest) (*pb.Resource, error) {
+	ar, err := g.s.ReviewAccessRequest(ctx, actorOf(ctx), req.GetId(), req.GetApprove(), req.GetReason())
+	if err != nil {
+		return nil, err
+	}
+	return accessRequestPB(ar)
 }

@@ -118,6 +118,17 @@ var Table = map[string]Row{
 		Requires: "any identity; only the live sessions its roles' allow.join_sessions cover are listed"},
 	pb.AuthService_JoinSession_FullMethodName: {Access: Authenticated,
 		Requires: "any identity whose roles' allow.join_sessions cover the session's owner (checked and audited as session.join)"},
+
+	pb.AuthService_CreateAccessRequest_FullMethodName: {Access: Authenticated,
+		Requires: "a user whose roles' allow.request covers what is asked (checked and audited as access_request.create; bots are refused)"},
+	pb.AuthService_ListAccessRequests_FullMethodName: {Access: Authenticated,
+		Requires: "any identity; lists its own requests, those its allow.review_requests covers, or all with access_request:list"},
+	pb.AuthService_GetAccessRequest_FullMethodName: {Access: Authenticated,
+		Requires: "the request's author, a reviewer of its roles, or access_request:read"},
+	pb.AuthService_DeleteAccessRequest_FullMethodName: {Access: Authenticated,
+		Requires: "the request's author, or access_request:delete (audited as access_request.delete)"},
+	pb.AuthService_ReviewAccessRequest_FullMethodName: {Access: Authenticated,
+		Requires: "allow.review_requests covering every requested role, or access_request:update; never the request's author (audited as access_request.review)"},
 }
 
 // by adapts a function of one request type to a row's Perms.

@@ -7,6 +7,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/keyport/keyport/internal/access"
+	"github.com/keyport/keyport/internal/errs"
 	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
 )
@@ -86,6 +87,17 @@ func (d *AccessDecider) Decide(id *tlsca.Identity, kc *types.KubeCluster, info *
 	if err != nil {
 		return Decision{}, err
 	}
+	// A certificate issued with resource access requests reaches only those resources.
+	scope, err := access.NewResourceScope(id.AllowedResources)
+	if err != nil {
+		return Decision{}, errs.AccessDeniedf("%v", err)
+	}
+	var inScope func(ns, name string) bool
+	if scope != nil {
+		if inScope, err = scope.Authorize(kc.GetName(), req); err != nil {
+			return Decision{}, err
+		}
+	}
 	dec := Decision{User: user, Groups: groups}
 	if isRecorded(info) {
 		dec.Recording = types.RecordBestEffort
@@ -95,8 +107,13 @@ func (d *AccessDecider) Decide(id *tlsca.Identity, kc *types.KubeCluster, info *
 			}
 		}
 	}
-	if filter {
+	switch {
+	case filter && inScope != nil:
+		dec.Allow = func(ns, name string) bool { return inScope(ns, name) && ca.ItemAllowed(req, ns, name) }
+	case filter:
 		dec.Allow = func(ns, name string) bool { return ca.ItemAllowed(req, ns, name) }
+	case inScope != nil:
+		dec.Allow = inScope
 	}
 	return dec, nil
 }

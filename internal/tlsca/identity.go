@@ -43,6 +43,12 @@ type Identity struct {
 	Renewable bool `json:"renewable,omitempty"`
 	// Generation is the bot instance's renewal counter at issue time.
 	Generation uint64 `json:"generation,omitempty"`
+	// ActiveRequests are the approved access requests whose roles the certificate
+	// carries; a lock on one of them locks the certificate.
+	ActiveRequests []string `json:"active_requests,omitempty"`
+	// AllowedResources, when set, are the only kube resources the certificate may reach
+	// (resource access requests): each is a resource ID, /CLUSTER/kind/KUBE[/NS[/POD]].
+	AllowedResources []string `json:"allowed_resources,omitempty"`
 	// SystemRole is set on host certificates: auth, proxy, kube or admin.
 	SystemRole string `json:"system_role,omitempty"`
 	// Expires is the certificate's NotAfter.

@@ -325,13 +325,13 @@ spec:
 			name: "lock with two targets",
 			file: "lock.yaml",
 			in:   "kind: lock\nversion: v2\nmetadata:\n  name: l1\nspec:\n  target:\n    user: alice\n    role: access\n",
-			want: "lock.yaml:6: spec.target: sets user and role; a lock targets exactly one of user, role, bot, bot_instance_id or login",
+			want: "lock.yaml:6: spec.target: sets user and role; a lock targets exactly one of user, role, bot, bot_instance_id, login or access_request",
 		},
 		{
 			name: "lock without target",
 			file: "lock.yaml",
 			in:   "kind: lock\nversion: v2\nmetadata:\n  name: l1\nspec:\n  message: hi\n",
-			want: "lock.yaml:5: spec.target: needs exactly one of user, role, bot, bot_instance_id or login",
+			want: "lock.yaml:5: spec.target: needs exactly one of user, role, bot, bot_instance_id, login or access_request",
 		},
 		{
 			name: "kubernetes token without allow",

@@ -30,13 +30,15 @@ type LockTarget struct {
 	Bot           string `yaml:"bot,omitempty" json:"bot,omitempty"`
 	BotInstanceID string `yaml:"bot_instance_id,omitempty" json:"bot_instance_id,omitempty"`
 	Login         string `yaml:"login,omitempty" json:"login,omitempty"`
+	// AccessRequest locks every certificate issued with that access request.
+	AccessRequest string `yaml:"access_request,omitempty" json:"access_request,omitempty"`
 }
 
 // fields returns the target's field names and values, in the document's order.
 func (t LockTarget) fields() [][2]string {
 	return [][2]string{
 		{"user", t.User}, {"role", t.Role}, {"bot", t.Bot},
-		{"bot_instance_id", t.BotInstanceID}, {"login", t.Login},
+		{"bot_instance_id", t.BotInstanceID}, {"login", t.Login}, {"access_request", t.AccessRequest},
 	}
 }
 
@@ -67,7 +69,7 @@ func (l *Lock) CheckAndSetDefaults() error {
 			set = append(set, f[0])
 		}
 	}
-	const want = "exactly one of user, role, bot, bot_instance_id or login"
+	const want = "exactly one of user, role, bot, bot_instance_id, login or access_request"
 	switch len(set) {
 	case 0:
 		return fieldErrorf("spec.target", "needs %s", want)

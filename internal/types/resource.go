@@ -26,6 +26,9 @@ const (
 	// KindSession names session recordings in role rules (list: tsh recordings ls;
 	// read: tsh play).
 	KindSession = "session"
+	// KindAccessRequest names access requests in role rules (list, read; update to
+	// approve or deny any; delete).
+	KindAccessRequest = "access_request"
 )
 
 // Resource versions.

@@ -53,6 +53,37 @@ type RoleConditions struct {
 	Rules               []Rule               `yaml:"rules,omitempty" json:"rules,omitempty"`
 	// JoinSessions lets the holder watch the live sessions of others (allow only).
 	JoinSessions []SessionJoinPolicy `yaml:"join_sessions,omitempty" json:"join_sessions,omitempty"`
+	// Request lists the roles the holder may request (access requests); under deny, the
+	// roles they may not.
+	Request *AccessRequestConditions `yaml:"request,omitempty" json:"request,omitempty"`
+	// ReviewRequests lists the roles whose requests the holder may approve or deny.
+	ReviewRequests *AccessReviewConditions `yaml:"review_requests,omitempty" json:"review_requests,omitempty"`
+}
+
+// AccessRequestConditions is a role's allow.request (or deny.request).
+type AccessRequestConditions struct {
+	// Roles the holder may request, whole ('*' globs).
+	Roles []string `yaml:"roles,omitempty" json:"roles,omitempty"`
+	// SearchAsRoles are the roles a resource request grants, restricted to the requested
+	// resources (a kube cluster, a namespace or a pod of it).
+	SearchAsRoles []string `yaml:"search_as_roles,omitempty" json:"search_as_roles,omitempty"`
+	// Thresholds say how many approvals grant a request and how many denials deny it;
+	// the default is one of each. With several, the largest counts apply.
+	Thresholds []AccessReviewThreshold `yaml:"thresholds,omitempty" json:"thresholds,omitempty"`
+}
+
+// AccessReviewThreshold is one entry of allow.request.thresholds.
+type AccessReviewThreshold struct {
+	Name    string `yaml:"name,omitempty" json:"name,omitempty"`
+	Approve int    `yaml:"approve,omitempty" json:"approve,omitempty"`
+	Deny    int    `yaml:"deny,omitempty" json:"deny,omitempty"`
+}
+
+// AccessReviewConditions is a role's allow.review_requests (or deny.review_requests).
+type AccessReviewConditions struct {
+	// Roles whose requests the holder may review ('*' globs). A request is reviewable
+	// when every role it asks for is covered.
+	Roles []string `yaml:"roles,omitempty" json:"roles,omitempty"`
 }
 
 // SessionJoinPolicy is one entry of allow.join_sessions, as in Teleport: the holder may
@@ -114,7 +145,7 @@ var (
 	// recordings). Plurals are not accepted, to keep one spelling in stored roles.
 	ruleResources = []string{
 		KindRole, KindUser, KindBot, KindBotInstance, KindToken, KindKubeCluster,
-		KindLock, KindCertAuthority, KindEvent, KindSession,
+		KindLock, KindCertAuthority, KindEvent, KindSession, KindAccessRequest,
 	}
 	// kubeVerbs are the Kubernetes verbs a kubernetes_resources entry may name; exec and
 	// portforward are Teleport's names for the pods/exec and pods/portforward subresources.
@@ -254,6 +285,34 @@ func (c *RoleConditions) check(version, path string) error {
 	for i, rule := range c.Rules {
 		if err := rule.check(indexPath(path+".rules", i)); err != nil {
 			return err
+		}
+	}
+	if rq := c.Request; rq != nil {
+		for _, f := range []struct {
+			name   string
+			values []string
+		}{{"roles", rq.Roles}, {"search_as_roles", rq.SearchAsRoles}} {
+			for i, v := range f.values {
+				if err := checkPattern(indexPath(path+".request."+f.name, i), v); err != nil {
+					return err
+				}
+			}
+		}
+		if len(rq.Thresholds) > 0 && strings.HasSuffix(path, "deny") {
+			return fieldErrorf(path+".request.thresholds", "thresholds are only allowed under allow")
+		}
+		for i, t := range rq.Thresholds {
+			p := indexPath(path+".request.thresholds", i)
+			if t.Approve < 0 || t.Deny < 0 {
+				return fieldErrorf(p, "approve and deny must not be negative")
+			}
+		}
+	}
+	if rv := c.ReviewRequests; rv != nil {
+		for i, v := range rv.Roles {
+			if err := checkPattern(indexPath(path+".review_requests.roles", i), v); err != nil {
+				return err
+			}
 		}
 	}
 	for i, j := range c.JoinSessions {

@@ -1670,6 +1670,7 @@ type CreateLockRequest struct {
 	Message       string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	TtlSeconds    int64                  `protobuf:"varint,7,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
 	ExpiresUnix   int64                  `protobuf:"varint,8,opt,name=expires_unix,json=expiresUnix,proto3" json:"expires_unix,omitempty"`
+	AccessRequest string                 `protobuf:"bytes,9,opt,name=access_request,json=accessRequest,proto3" json:"access_request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1760,14 +1761,24 @@ func (x *CreateLockRequest) GetExpiresUnix() int64 {
 	return 0
 }
 
+func (x *CreateLockRequest) GetAccessRequest() string {
+	if x != nil {
+		return x.AccessRequest
+	}
+	return ""
+}
+
 type SignUserRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	PublicKeyDer  []byte                 `protobuf:"bytes,2,opt,name=public_key_der,json=publicKeyDer,proto3" json:"public_key_der,omitempty"` // PKIX
-	TtlSeconds    int64                  `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
-	KubeCluster   string                 `protobuf:"bytes,4,opt,name=kube_cluster,json=kubeCluster,proto3" json:"kube_cluster,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	User         string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	PublicKeyDer []byte                 `protobuf:"bytes,2,opt,name=public_key_der,json=publicKeyDer,proto3" json:"public_key_der,omitempty"` // PKIX
+	TtlSeconds   int64                  `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	KubeCluster  string                 `protobuf:"bytes,4,opt,name=kube_cluster,json=kubeCluster,proto3" json:"kube_cluster,omitempty"`
+	// access_request_ids: approved access requests of the user whose roles the
+	// certificate also carries (tsh login --request-id).
+	AccessRequestIds []string `protobuf:"bytes,5,rep,name=access_request_ids,json=accessRequestIds,proto3" json:"access_request_ids,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SignUserRequest) Reset() {
@@ -1826,6 +1837,13 @@ func (x *SignUserRequest) GetKubeCluster() string {
 		return x.KubeCluster
 	}
 	return ""
+}
+
+func (x *SignUserRequest) GetAccessRequestIds() []string {
+	if x != nil {
+		return x.AccessRequestIds
+	}
+	return nil
 }
 
 type Certs struct {
@@ -3574,6 +3592,224 @@ func (x *JoinSessionResponse) GetEnded() bool {
 	return false
 }
 
+type CreateAccessRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Roles []string               `protobuf:"bytes,1,rep,name=roles,proto3" json:"roles,omitempty"`
+	// resources: resource IDs, /CLUSTER/kube_cluster/NAME, /CLUSTER/namespace/KUBE/NS or
+	// /CLUSTER/pod/KUBE/NS/POD.
+	Resources          []string `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	Reason             string   `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	MaxDurationSeconds int64    `protobuf:"varint,4,opt,name=max_duration_seconds,json=maxDurationSeconds,proto3" json:"max_duration_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *CreateAccessRequestRequest) Reset() {
+	*x = CreateAccessRequestRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAccessRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAccessRequestRequest) ProtoMessage() {}
+
+func (x *CreateAccessRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAccessRequestRequest.ProtoReflect.Descriptor instead.
+func (*CreateAccessRequestRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *CreateAccessRequestRequest) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *CreateAccessRequestRequest) GetResources() []string {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *CreateAccessRequestRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CreateAccessRequestRequest) GetMaxDurationSeconds() int64 {
+	if x != nil {
+		return x.MaxDurationSeconds
+	}
+	return 0
+}
+
+type ListAccessRequestsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccessRequestsRequest) Reset() {
+	*x = ListAccessRequestsRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccessRequestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccessRequestsRequest) ProtoMessage() {}
+
+func (x *ListAccessRequestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccessRequestsRequest.ProtoReflect.Descriptor instead.
+func (*ListAccessRequestsRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ListAccessRequestsRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+type GetAccessRequestRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccessRequestRequest) Reset() {
+	*x = GetAccessRequestRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccessRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccessRequestRequest) ProtoMessage() {}
+
+func (x *GetAccessRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccessRequestRequest.ProtoReflect.Descriptor instead.
+func (*GetAccessRequestRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *GetAccessRequestRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ReviewAccessRequestRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Approve       bool                   `protobuf:"varint,2,opt,name=approve,proto3" json:"approve,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewAccessRequestRequest) Reset() {
+	*x = ReviewAccessRequestRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewAccessRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewAccessRequestRequest) ProtoMessage() {}
+
+func (x *ReviewAccessRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewAccessRequestRequest.ProtoReflect.Descriptor instead.
+func (*ReviewAccessRequestRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ReviewAccessRequestRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReviewAccessRequestRequest) GetApprove() bool {
+	if x != nil {
+		return x.Approve
+	}
+	return false
+}
+
+func (x *ReviewAccessRequestRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_keyport_v1_auth_proto protoreflect.FileDescriptor
 
 const file_keyport_v1_auth_proto_rawDesc = "" +
@@ -3710,7 +3946,7 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\x13CreateTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
-	"\fexpires_unix\x18\x03 \x01(\x03R\vexpiresUnix\"\xe9\x01\n" +
+	"\fexpires_unix\x18\x03 \x01(\x03R\vexpiresUnix\"\x90\x02\n" +
 	"\x11CreateLockRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x10\n" +
@@ -3720,13 +3956,15 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x1f\n" +
 	"\vttl_seconds\x18\a \x01(\x03R\n" +
 	"ttlSeconds\x12!\n" +
-	"\fexpires_unix\x18\b \x01(\x03R\vexpiresUnix\"\x8f\x01\n" +
+	"\fexpires_unix\x18\b \x01(\x03R\vexpiresUnix\x12%\n" +
+	"\x0eaccess_request\x18\t \x01(\tR\raccessRequest\"\xbd\x01\n" +
 	"\x0fSignUserRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12$\n" +
 	"\x0epublic_key_der\x18\x02 \x01(\fR\fpublicKeyDer\x12\x1f\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
 	"ttlSeconds\x12!\n" +
-	"\fkube_cluster\x18\x04 \x01(\tR\vkubeCluster\"\xd8\x01\n" +
+	"\fkube_cluster\x18\x04 \x01(\tR\vkubeCluster\x12,\n" +
+	"\x12access_request_ids\x18\x05 \x03(\tR\x10accessRequestIds\"\xd8\x01\n" +
 	"\x05Certs\x12 \n" +
 	"\ftls_cert_pem\x18\x01 \x01(\fR\n" +
 	"tlsCertPem\x12 \n" +
@@ -3862,7 +4100,20 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\"?\n" +
 	"\x13JoinSessionResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x14\n" +
-	"\x05ended\x18\x02 \x01(\bR\x05ended2\xae\x12\n" +
+	"\x05ended\x18\x02 \x01(\bR\x05ended\"\x9a\x01\n" +
+	"\x1aCreateAccessRequestRequest\x12\x14\n" +
+	"\x05roles\x18\x01 \x03(\tR\x05roles\x12\x1c\n" +
+	"\tresources\x18\x02 \x03(\tR\tresources\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x120\n" +
+	"\x14max_duration_seconds\x18\x04 \x01(\x03R\x12maxDurationSeconds\"1\n" +
+	"\x19ListAccessRequestsRequest\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\")\n" +
+	"\x17GetAccessRequestRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"^\n" +
+	"\x1aReviewAccessRequestRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aapprove\x18\x02 \x01(\bR\aapprove\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason2\xe7\x15\n" +
 	"\vAuthService\x129\n" +
 	"\x04Ping\x12\x17.keyport.v1.PingRequest\x1a\x18.keyport.v1.PingResponse\x12T\n" +
 	"\rGetClusterCAs\x12 .keyport.v1.GetClusterCAsRequest\x1a!.keyport.v1.GetClusterCAsResponse\x12?\n" +
@@ -3895,7 +4146,12 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\x0eListRecordings\x12!.keyport.v1.ListRecordingsRequest\x1a\".keyport.v1.ListRecordingsResponse\x12K\n" +
 	"\fGetRecording\x12\x1f.keyport.v1.GetRecordingRequest\x1a\x1a.keyport.v1.RecordingChunk\x12c\n" +
 	"\x12ListActiveSessions\x12%.keyport.v1.ListActiveSessionsRequest\x1a&.keyport.v1.ListActiveSessionsResponse\x12N\n" +
-	"\vJoinSession\x12\x1e.keyport.v1.JoinSessionRequest\x1a\x1f.keyport.v1.JoinSessionResponseB8Z6github.com/keyport/keyport/api/gen/keyportv1;keyportv1b\x06proto3"
+	"\vJoinSession\x12\x1e.keyport.v1.JoinSessionRequest\x1a\x1f.keyport.v1.JoinSessionResponse\x12S\n" +
+	"\x13CreateAccessRequest\x12&.keyport.v1.CreateAccessRequestRequest\x1a\x14.keyport.v1.Resource\x12^\n" +
+	"\x12ListAccessRequests\x12%.keyport.v1.ListAccessRequestsRequest\x1a!.keyport.v1.ListResourcesResponse\x12M\n" +
+	"\x10GetAccessRequest\x12#.keyport.v1.GetAccessRequestRequest\x1a\x14.keyport.v1.Resource\x12^\n" +
+	"\x13DeleteAccessRequest\x12#.keyport.v1.GetAccessRequestRequest\x1a\".keyport.v1.DeleteResourceResponse\x12S\n" +
+	"\x13ReviewAccessRequest\x12&.keyport.v1.ReviewAccessRequestRequest\x1a\x14.keyport.v1.ResourceB8Z6github.com/keyport/keyport/api/gen/keyportv1;keyportv1b\x06proto3"
 
 var (
 	file_keyport_v1_auth_proto_rawDescOnce sync.Once
@@ -3909,7 +4165,7 @@ func file_keyport_v1_auth_proto_rawDescGZIP() []byte {
 	return file_keyport_v1_auth_proto_rawDescData
 }
 
-var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_keyport_v1_auth_proto_goTypes = []any{
 	(*PingRequest)(nil),                   // 0: keyport.v1.PingRequest
 	(*PingResponse)(nil),                  // 1: keyport.v1.PingResponse
@@ -3970,21 +4226,25 @@ var file_keyport_v1_auth_proto_goTypes = []any{
 	(*ListActiveSessionsResponse)(nil),    // 56: keyport.v1.ListActiveSessionsResponse
 	(*JoinSessionRequest)(nil),            // 57: keyport.v1.JoinSessionRequest
 	(*JoinSessionResponse)(nil),           // 58: keyport.v1.JoinSessionResponse
-	nil,                                   // 59: keyport.v1.WhoAmIResponse.TraitsEntry
-	nil,                                   // 60: keyport.v1.CreateUserRequest.TraitsEntry
-	nil,                                   // 61: keyport.v1.CreateBotRequest.TraitsEntry
-	nil,                                   // 62: keyport.v1.KubeCluster.LabelsEntry
+	(*CreateAccessRequestRequest)(nil),    // 59: keyport.v1.CreateAccessRequestRequest
+	(*ListAccessRequestsRequest)(nil),     // 60: keyport.v1.ListAccessRequestsRequest
+	(*GetAccessRequestRequest)(nil),       // 61: keyport.v1.GetAccessRequestRequest
+	(*ReviewAccessRequestRequest)(nil),    // 62: keyport.v1.ReviewAccessRequestRequest
+	nil,                                   // 63: keyport.v1.WhoAmIResponse.TraitsEntry
+	nil,                                   // 64: keyport.v1.CreateUserRequest.TraitsEntry
+	nil,                                   // 65: keyport.v1.CreateBotRequest.TraitsEntry
+	nil,                                   // 66: keyport.v1.KubeCluster.LabelsEntry
 }
 var file_keyport_v1_auth_proto_depIdxs = []int32{
 	2,  // 0: keyport.v1.GetClusterCAsResponse.cas:type_name -> keyport.v1.CA
-	59, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
+	63, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
 	8,  // 2: keyport.v1.CreateResourceRequest.resource:type_name -> keyport.v1.Resource
 	8,  // 3: keyport.v1.CreateResourceResponse.resource:type_name -> keyport.v1.Resource
 	8,  // 4: keyport.v1.ListResourcesResponse.resources:type_name -> keyport.v1.Resource
-	60, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
-	61, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
+	64, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
+	65, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
 	23, // 7: keyport.v1.ListBotInstancesResponse.instances:type_name -> keyport.v1.BotInstance
-	62, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
+	66, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
 	35, // 9: keyport.v1.HeartbeatKubeClustersRequest.clusters:type_name -> keyport.v1.KubeCluster
 	35, // 10: keyport.v1.ListKubeClustersResponse.clusters:type_name -> keyport.v1.KubeCluster
 	41, // 11: keyport.v1.SearchAuditResponse.events:type_name -> keyport.v1.AuditEvent
@@ -4025,38 +4285,48 @@ var file_keyport_v1_auth_proto_depIdxs = []int32{
 	46, // 46: keyport.v1.AuthService.GetRecording:input_type -> keyport.v1.GetRecordingRequest
 	55, // 47: keyport.v1.AuthService.ListActiveSessions:input_type -> keyport.v1.ListActiveSessionsRequest
 	57, // 48: keyport.v1.AuthService.JoinSession:input_type -> keyport.v1.JoinSessionRequest
-	1,  // 49: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
-	4,  // 50: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
-	6,  // 51: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
-	10, // 52: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
-	8,  // 53: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
-	13, // 54: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
-	15, // 55: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
-	18, // 56: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
-	18, // 57: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
-	20, // 58: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
-	8,  // 59: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
-	24, // 60: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
-	54, // 61: keyport.v1.AuthService.ListProxies:output_type -> keyport.v1.ListProxiesResponse
-	26, // 62: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
-	8,  // 63: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
-	29, // 64: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
-	29, // 65: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
-	32, // 66: keyport.v1.AuthService.BoundKeypairChallenge:output_type -> keyport.v1.BoundKeypairChallengeResponse
-	29, // 67: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
-	29, // 68: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
-	29, // 69: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
-	29, // 70: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
-	37, // 71: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
-	39, // 72: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
-	49, // 73: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
-	42, // 74: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
-	45, // 75: keyport.v1.AuthService.ListRecordings:output_type -> keyport.v1.ListRecordingsResponse
-	47, // 76: keyport.v1.AuthService.GetRecording:output_type -> keyport.v1.RecordingChunk
-	56, // 77: keyport.v1.AuthService.ListActiveSessions:output_type -> keyport.v1.ListActiveSessionsResponse
-	58, // 78: keyport.v1.AuthService.JoinSession:output_type -> keyport.v1.JoinSessionResponse
-	49, // [49:79] is the sub-list for method output_type
-	19, // [19:49] is the sub-list for method input_type
+	59, // 49: keyport.v1.AuthService.CreateAccessRequest:input_type -> keyport.v1.CreateAccessRequestRequest
+	60, // 50: keyport.v1.AuthService.ListAccessRequests:input_type -> keyport.v1.ListAccessRequestsRequest
+	61, // 51: keyport.v1.AuthService.GetAccessRequest:input_type -> keyport.v1.GetAccessRequestRequest
+	61, // 52: keyport.v1.AuthService.DeleteAccessRequest:input_type -> keyport.v1.GetAccessRequestRequest
+	62, // 53: keyport.v1.AuthService.ReviewAccessRequest:input_type -> keyport.v1.ReviewAccessRequestRequest
+	1,  // 54: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
+	4,  // 55: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
+	6,  // 56: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
+	10, // 57: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
+	8,  // 58: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
+	13, // 59: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
+	15, // 60: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
+	18, // 61: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
+	18, // 62: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
+	20, // 63: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
+	8,  // 64: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
+	24, // 65: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
+	54, // 66: keyport.v1.AuthService.ListProxies:output_type -> keyport.v1.ListProxiesResponse
+	26, // 67: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
+	8,  // 68: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
+	29, // 69: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
+	29, // 70: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
+	32, // 71: keyport.v1.AuthService.BoundKeypairChallenge:output_type -> keyport.v1.BoundKeypairChallengeResponse
+	29, // 72: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
+	29, // 73: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
+	29, // 74: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
+	29, // 75: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
+	37, // 76: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
+	39, // 77: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
+	49, // 78: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
+	42, // 79: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
+	45, // 80: keyport.v1.AuthService.ListRecordings:output_type -> keyport.v1.ListRecordingsResponse
+	47, // 81: keyport.v1.AuthService.GetRecording:output_type -> keyport.v1.RecordingChunk
+	56, // 82: keyport.v1.AuthService.ListActiveSessions:output_type -> keyport.v1.ListActiveSessionsResponse
+	58, // 83: keyport.v1.AuthService.JoinSession:output_type -> keyport.v1.JoinSessionResponse
+	8,  // 84: keyport.v1.AuthService.CreateAccessRequest:output_type -> keyport.v1.Resource
+	13, // 85: keyport.v1.AuthService.ListAccessRequests:output_type -> keyport.v1.ListResourcesResponse
+	8,  // 86: keyport.v1.AuthService.GetAccessRequest:output_type -> keyport.v1.Resource
+	15, // 87: keyport.v1.AuthService.DeleteAccessRequest:output_type -> keyport.v1.DeleteResourceResponse
+	8,  // 88: keyport.v1.AuthService.ReviewAccessRequest:output_type -> keyport.v1.Resource
+	54, // [54:89] is the sub-list for method output_type
+	19, // [19:54] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -4073,7 +4343,7 @@ func file_keyport_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyport_v1_auth_proto_rawDesc), len(file_keyport_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   63,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -57,6 +57,11 @@ const (
 	AuthService_GetRecording_FullMethodName          = "/keyport.v1.AuthService/GetRecording"
 	AuthService_ListActiveSessions_FullMethodName    = "/keyport.v1.AuthService/ListActiveSessions"
 	AuthService_JoinSession_FullMethodName           = "/keyport.v1.AuthService/JoinSession"
+	AuthService_CreateAccessRequest_FullMethodName   = "/keyport.v1.AuthService/CreateAccessRequest"
+	AuthService_ListAccessRequests_FullMethodName    = "/keyport.v1.AuthService/ListAccessRequests"
+	AuthService_GetAccessRequest_FullMethodName      = "/keyport.v1.AuthService/GetAccessRequest"
+	AuthService_DeleteAccessRequest_FullMethodName   = "/keyport.v1.AuthService/DeleteAccessRequest"
+	AuthService_ReviewAccessRequest_FullMethodName   = "/keyport.v1.AuthService/ReviewAccessRequest"
 )
 
 // AuthServiceClient is the client API for AuthService service.
@@ -123,6 +128,13 @@ type AuthServiceClient interface {
 	// following one read-only (each call returns what was recorded from offset on).
 	ListActiveSessions(ctx context.Context, in *ListActiveSessionsRequest, opts ...grpc.CallOption) (*ListActiveSessionsResponse, error)
 	JoinSession(ctx context.Context, in *JoinSessionRequest, opts ...grpc.CallOption) (*JoinSessionResponse, error)
+	// Access requests (the request travels as its JSON in a Resource): a user asks for
+	// roles, or for their search_as_roles on some resources; reviewers approve or deny.
+	CreateAccessRequest(ctx context.Context, in *CreateAccessRequestRequest, opts ...grpc.CallOption) (*Resource, error)
+	ListAccessRequests(ctx context.Context, in *ListAccessRequestsRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error)
+	GetAccessRequest(ctx context.Context, in *GetAccessRequestRequest, opts ...grpc.CallOption) (*Resource, error)
+	DeleteAccessRequest(ctx context.Context, in *GetAccessRequestRequest, opts ...grpc.CallOption) (*DeleteResourceResponse, error)
+	ReviewAccessRequest(ctx context.Context, in *ReviewAccessRequestRequest, opts ...grpc.CallOption) (*Resource, error)
 }
 
 type authServiceClient struct {
@@ -433,6 +445,56 @@ func (c *authServiceClient) JoinSession(ctx context.Context, in *JoinSessionRequ
 	return out, nil
 }
 
+func (c *authServiceClient) CreateAccessRequest(ctx context.Context, in *CreateAccessRequestRequest, opts ...grpc.CallOption) (*Resource, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Resource)
+	err := c.cc.Invoke(ctx, AuthService_CreateAccessRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) ListAccessRequests(ctx context.Context, in *ListAccessRequestsRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListResourcesResponse)
+	err := c.cc.Invoke(ctx, AuthService_ListAccessRequests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) GetAccessRequest(ctx context.Context, in *GetAccessRequestRequest, opts ...grpc.CallOption) (*Resource, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Resource)
+	err := c.cc.Invoke(ctx, AuthService_GetAccessRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) DeleteAccessRequest(ctx context.Context, in *GetAccessRequestRequest, opts ...grpc.CallOption) (*DeleteResourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteResourceResponse)
+	err := c.cc.Invoke(ctx, AuthService_DeleteAccessRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) ReviewAccessRequest(ctx context.Context, in *ReviewAccessRequestRequest, opts ...grpc.CallOption) (*Resource, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Resource)
+	err := c.cc.Invoke(ctx, AuthService_ReviewAccessRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServiceServer is the server API for AuthService service.
 // All implementations must embed UnimplementedAuthServiceServer
 // for forward compatibility.
@@ -497,6 +559,13 @@ type AuthServiceServer interface {
 	// following one read-only (each call returns what was recorded from offset on).
 	ListActiveSessions(context.Context, *ListActiveSessionsRequest) (*ListActiveSessionsResponse, error)
 	JoinSession(context.Context, *JoinSessionRequest) (*JoinSessionResponse, error)
+	// Access requests (the request travels as its JSON in a Resource): a user asks for
+	// roles, or for their search_as_roles on some resources; reviewers approve or deny.
+	CreateAccessRequest(context.Context, *CreateAccessRequestRequest) (*Resource, error)
+	ListAccessRequests(context.Context, *ListAccessRequestsRequest) (*ListResourcesResponse, error)
+	GetAccessRequest(context.Context, *GetAccessRequestRequest) (*Resource, error)
+	DeleteAccessRequest(context.Context, *GetAccessRequestRequest) (*DeleteResourceResponse, error)
+	ReviewAccessRequest(context.Context, *ReviewAccessRequestRequest) (*Resource, error)
 	mustEmbedUnimplementedAuthServiceServer()
 }
 
@@ -596,6 +665,21 @@ func (UnimplementedAuthServiceServer) ListActiveSessions(context.Context, *ListA
 }
 func (UnimplementedAuthServiceServer) JoinSession(context.Context, *JoinSessionRequest) (*JoinSessionResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method JoinSession not implemented")
+}
+func (UnimplementedAuthServiceServer) CreateAccessRequest(context.Context, *CreateAccessRequestRequest) (*Resource, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateAccessRequest not implemented")
+}
+func (UnimplementedAuthServiceServer) ListAccessRequests(context.Context, *ListAccessRequestsRequest) (*ListResourcesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListAccessRequests not implemented")
+}
+func (UnimplementedAuthServiceServer) GetAccessRequest(context.Context, *GetAccessRequestRequest) (*Resource, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetAccessRequest not implemented")
+}
+func (UnimplementedAuthServiceServer) DeleteAccessRequest(context.Context, *GetAccessRequestRequest) (*DeleteResourceResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteAccessRequest not implemented")
+}
+func (UnimplementedAuthServiceServer) ReviewAccessRequest(context.Context, *ReviewAccessRequestRequest) (*Resource, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReviewAccessRequest not implemented")
 }
 func (UnimplementedAuthServiceServer) mustEmbedUnimplementedAuthServiceServer() {}
 func (UnimplementedAuthServiceServer) testEmbeddedByValue()                     {}
@@ -1158,6 +1242,96 @@ func _AuthService_JoinSession_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_CreateAccessRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateAccessRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).CreateAccessRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_CreateAccessRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).CreateAccessRequest(ctx, req.(*CreateAccessRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_ListAccessRequests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccessRequestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ListAccessRequests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ListAccessRequests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ListAccessRequests(ctx, req.(*ListAccessRequestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_GetAccessRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAccessRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).GetAccessRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_GetAccessRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).GetAccessRequest(ctx, req.(*GetAccessRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_DeleteAccessRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAccessRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).DeleteAccessRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_DeleteAccessRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).DeleteAccessRequest(ctx, req.(*GetAccessRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_ReviewAccessRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReviewAccessRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ReviewAccessRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ReviewAccessRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ReviewAccessRequest(ctx, req.(*ReviewAccessRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuthService_ServiceDesc is the grpc.ServiceDesc for AuthService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1284,6 +1458,26 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "JoinSession",
 			Handler:    _AuthService_JoinSession_Handler,
+		},
+		{
+			MethodName: "CreateAccessRequest",
+			Handler:    _AuthService_CreateAccessRequest_Handler,
+		},
+		{
+			MethodName: "ListAccessRequests",
+			Handler:    _AuthService_ListAccessRequests_Handler,
+		},
+		{
+			MethodName: "GetAccessRequest",
+			Handler:    _AuthService_GetAccessRequest_Handler,
+		},
+		{
+			MethodName: "DeleteAccessRequest",
+			Handler:    _AuthService_DeleteAccessRequest_Handler,
+		},
+		{
+			MethodName: "ReviewAccessRequest",
+			Handler:    _AuthService_ReviewAccessRequest_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -29,6 +29,7 @@ func (e *env) loginCmd() *cobra.Command {
 		proxy, user string
 		ttl         time.Duration
 		insecure    bool
+		requestIDs  []string
 	)
 	cmd := &cobra.Command{
 		Use:   "login --proxy=HOST[:PORT] --user=NAME",
@@ -38,6 +39,9 @@ func (e *env) loginCmd() *cobra.Command {
 			"is kept in ~/.tsh. The port of --proxy defaults to " + profile.DefaultProxyPort + ".",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(requestIDs) > 0 {
+				return e.loginWithRequests(cmd.Context(), proxy, requestIDs)
+			}
 			return e.login(cmd.Context(), proxy, user, ttl, insecure)
 		},
 	}
@@ -46,7 +50,44 @@ func (e *env) loginCmd() *cobra.Command {
 	f.StringVar(&user, "user", "", "Keyport user name (default: the current profile's, or $USER)")
 	f.DurationVar(&ttl, "ttl", 0, "how long the certificate should be valid (default 12h, capped by the roles' max_session_ttl)")
 	f.BoolVar(&insecure, "insecure", false, "do not verify the proxy's certificate (dangerous: for tests only)")
+	f.StringSliceVar(&requestIDs, "request-id", nil, "reissue the current login with the roles of approved access requests (no password asked)")
 	return cmd
+}
+
+// loginWithRequests reissues the current login's certificate with the roles (and resource
+// restrictions) of approved access requests; it ends when the first request's access
+// does, or when the login would have.
+func (e *env) loginWithRequests(ctx context.Context, proxy string, ids []string) error {
+	s, err := e.session(proxy)
+	if err != nil {
+		return fmt.Errorf("tsh login --request-id reissues your current login: log in first (%w)", err)
+	}
+	defer s.Close()
+	key, err := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return err
+	}
+	certs, err := s.clt.SignUser(ctx, &pb.SignUserRequest{User: s.profile.User, PublicKeyDer: der, AccessRequestIds: ids})
+	if err != nil {
+		return fmt.Errorf("login with access request failed: %w", err)
+	}
+	cert, err := tlsca.ParseCertPEM(certs.GetTlsCertPem())
+	if err != nil {
+		return fmt.Errorf("the proxy returned an unreadable certificate: %w", err)
+	}
+	id := &identityfile.Identity{Key: key, CertPEM: certs.GetTlsCertPem(), Cert: cert, HostCAs: certs.GetHostCaPems(), UserCAs: certs.GetUserCaPems()}
+	if ident, err := tlsca.FromCertificate(cert); err == nil {
+		id.Identity = ident
+	}
+	if err := s.store.Save(s.profile, id); err != nil {
+		return err
+	}
+	e.printStatus(e.stdio.Out, s.profile, id)
+	return nil
 }
 
 func (e *env) login(ctx context.Context, proxy, user string, ttl time.Duration, insecure bool) error {
@@ -167,6 +208,12 @@ func (e *env) printStatus(w io.Writer, p *profile.Profile, id *identityfile.Iden
 	row("Roles", orNone(roles))
 	row("Kubernetes groups", orNone(groups))
 	row("Kubernetes users", orNone(users))
+	if id.Identity != nil && len(id.Identity.ActiveRequests) > 0 {
+		row("Active requests", strings.Join(id.Identity.ActiveRequests, ", "))
+	}
+	if id.Identity != nil && len(id.Identity.AllowedResources) > 0 {
+		row("Allowed resources", strings.Join(id.Identity.AllowedResources, ", "))
+	}
 	row("Valid until", exp.Local().Format("2006-01-02 15:04:05 -0700 MST")+" "+validity)
 }
 

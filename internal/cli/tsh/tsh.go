@@ -30,7 +30,7 @@ type env struct {
 func Main(args []string, stdio common.IO) int {
 	e := &env{stdio: stdio, prompt: newPrompter(stdio.In, stdio.Err), now: time.Now}
 	root := common.NewRoot("tsh", "Keyport user client", &e.g, stdio)
-	root.AddCommand(e.loginCmd(), e.statusCmd(), e.logoutCmd(), e.kubeCmd(), e.playCmd(), e.recordingsCmd())
+	root.AddCommand(e.loginCmd(), e.statusCmd(), e.logoutCmd(), e.kubeCmd(), e.playCmd(), e.recordingsCmd(), e.requestCmd())
 	return common.Run(root, args, stdio)
 }
 
