@@ -5,6 +5,10 @@ K8S_VERSION           ?= v1.34.4
 KWOK_VERSION          ?= v0.8.0
 HELM_VERSION          ?= v3.22.0
 MINIO_VERSION         ?= v0.0.0-20260212201848-7aac2a2c5b7c
+# Dex v2.45.1 (its commit's pseudo-version; Dex's v2 tags are not Go module versions) and
+# the api/v2 module its go.mod replaces with a local directory.
+DEX_VERSION           ?= v0.0.0-20260303133905-11d2eeb52b42
+DEX_API_VERSION       ?= v2.4.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
 KEYPORT_CACHE ?= $(HOME)/.cache/keyport
@@ -28,14 +32,14 @@ build:
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -o bin/ $(addprefix ./cmd/,$(BINS))
 
-## kube-tools: etcd, kube-apiserver, kube-controller-manager, kwok, helm, minio, chromium into $(KEYPORT_CACHE)/bin
+## kube-tools: etcd, kube-apiserver, kube-controller-manager, kwok, helm, minio, dex, chromium into $(KEYPORT_CACHE)/bin
 kube-tools:
-	@K8S_VERSION=$(K8S_VERSION) KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) MINIO_VERSION=$(MINIO_VERSION) ./scripts/kube-tools.sh
+	@K8S_VERSION=$(K8S_VERSION) KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) MINIO_VERSION=$(MINIO_VERSION) DEX_VERSION=$(DEX_VERSION) DEX_API_VERSION=$(DEX_API_VERSION) ./scripts/kube-tools.sh
 
 ## kube-e2e: kube-tools and the upstream e2e.test binary, for the conformance tests
 ## (about 16 more minutes the first time; make quickstart does not need it)
 kube-e2e:
-	@K8S_VERSION=$(K8S_VERSION) KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) MINIO_VERSION=$(MINIO_VERSION) KUBE_E2E=1 ./scripts/kube-tools.sh
+	@K8S_VERSION=$(K8S_VERSION) KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) MINIO_VERSION=$(MINIO_VERSION) DEX_VERSION=$(DEX_VERSION) DEX_API_VERSION=$(DEX_API_VERSION) KUBE_E2E=1 ./scripts/kube-tools.sh
 
 ## test: installs what a fresh machine lacks, then runs every test (race detector on)
 test: kube-e2e build vet

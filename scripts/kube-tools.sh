@@ -2,7 +2,8 @@
 # kube-tools.sh installs the real Kubernetes parts that Keyport's tests run against
 # (see ../shared/KUBE.md): etcd from Debian, kube-apiserver and kube-controller-manager
 # built from the Go module proxy, kwok, helm and MinIO (a real S3-compatible server for
-# the recording upload tests) built with `go install`, Debian's chromium for the invite
+# the recording upload tests) built with `go install`, Dex (a real OIDC provider for the
+# SSO tests) built from its module's source, Debian's chromium for the invite
 # page's browser test, and (KUBE_E2E=1, `make kube-e2e`) the upstream e2e.test binary for
 # the conformance tests.
 # Everything lands in $KEYPORT_CACHE (default $HOME/.cache/keyport); each tool has a
@@ -13,6 +14,8 @@ K8S_VERSION="${K8S_VERSION:?set by the Makefile}"
 KWOK_VERSION="${KWOK_VERSION:?set by the Makefile}"
 HELM_VERSION="${HELM_VERSION:?set by the Makefile}"
 MINIO_VERSION="${MINIO_VERSION:?set by the Makefile}"
+DEX_VERSION="${DEX_VERSION:?set by the Makefile}"
+DEX_API_VERSION="${DEX_API_VERSION:?set by the Makefile}"
 CACHE="${KEYPORT_CACHE:-$HOME/.cache/keyport}"
 BIN="$CACHE/bin"
 STAMPS="$CACHE/stamps"
@@ -139,6 +142,30 @@ if ! stamped minio "$want_minio" || [ ! -x "$BIN/minio" ]; then
   log "building minio $MINIO_VERSION"
   GOBIN="$BIN" CGO_ENABLED=0 go install "github.com/minio/minio@$MINIO_VERSION"
   stamp minio "$want_minio"
+fi
+
+# Dex, a real OpenID Connect provider for the SSO tests (internal/testenv/dexenv). Its
+# go.mod replaces github.com/dexidp/dex/api/v2 with ./api/v2, a nested module that the
+# module zip leaves out, so `go install` refuses it: the source is copied out of the
+# module cache with api/v2 put back, and built as the main module (about 1.5 minutes).
+want_dex="dex-$DEX_VERSION-$DEX_API_VERSION"
+if ! stamped dex "$want_dex" || [ ! -x "$BIN/dex" ]; then
+  log "building dex $DEX_VERSION"
+  src="$CACHE/build/dex-$DEX_VERSION"
+  rm -rf "$src"
+  mkdir -p "$CACHE/build"
+  dir=$(go mod download -json "github.com/dexidp/dex@$DEX_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  api=$(go mod download -json "github.com/dexidp/dex/api/v2@$DEX_API_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -n "$dir" ] && [ -n "$api" ] || { log "go mod download did not give dex's source directories"; exit 1; }
+  cp -r "$dir" "$src"
+  chmod -R u+w "$src"
+  rm -rf "$src/api/v2"
+  mkdir -p "$src/api"
+  cp -r "$api" "$src/api/v2"
+  chmod -R u+w "$src/api/v2"
+  (cd "$src" && CGO_ENABLED=0 go build -o "$BIN/dex" ./cmd/dex)
+  rm -rf "$src"
+  stamp dex "$want_dex"
 fi
 
 # The upstream e2e test binary, for the conformance selection `make test` runs and for

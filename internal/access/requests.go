@@ -112,3 +112,7 @@ func roleNames(roles []*types.Role) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// MatchPattern reports whether a role-style pattern (a literal, a '*' glob or a ^regex$)
+// matches v; a malformed pattern matches nothing.
+func MatchPattern(pattern, v string) bool { return matchAny([]string{pattern}, v) }

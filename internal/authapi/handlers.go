@@ -116,7 +116,7 @@ func (g *handlers) GetResource(ctx context.Context, req *pb.GetResourceRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return toPBResource(r)
+	return toPBResource(types.Redacted(r))
 }
 
 func (g *handlers) ListResources(ctx context.Context, req *pb.ListResourcesRequest) (*pb.ListResourcesResponse, error) {
@@ -126,7 +126,7 @@ func (g *handlers) ListResources(ctx context.Context, req *pb.ListResourcesReque
 	}
 	out := &pb.ListResourcesResponse{}
 	for _, r := range rs {
-		p, err := toPBResource(r)
+		p, err := toPBResource(types.Redacted(r))
 		if err != nil {
 			return nil, err
 		}
@@ -551,4 +551,52 @@ func (g *handlers) ReviewAccessRequest(ctx context.Context, req *pb.ReviewAccess
 		return nil, err
 	}
 	return accessRequestPB(ar)
+}
+
+func (g *handlers) createSSO(ctx context.Context, req *pb.CreateSSOAuthRequestRequest, test bool) (*pb.CreateSSOAuthRequestResponse, error) {
+	kind := req.GetKind()
+	if kind == "" {
+		kind = types.KindOIDC
+		if _, err := g.s.GetResource(ctx, types.KindOIDC, req.GetConnector()); errs.IsNotFound(err) {
+			if _, gerr := g.s.GetResource(ctx, types.KindGithub, req.GetConnector()); gerr == nil {
+				kind = types.KindGithub
+			}
+		}
+	}
+	id, u, err := g.s.CreateSSOAuthRequest(ctx, actorOf(ctx), auth.SSOAuthRequest{Kind: kind, Connector: req.GetConnector(),
+		PublicKeyDER: req.GetPublicKeyDer(), ClientRedirectURL: req.GetClientRedirectUrl(), SecretHash: req.GetSecretSha256(),
+		TTL: time.Duration(req.GetTtlSeconds()) * time.Second, Test: test})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.CreateSSOAuthRequestResponse{RequestId: id, AuthUrl: u, Kind: kind}, nil
+}
+
+func (g *handlers) CreateSSOAuthRequest(ctx context.Context, req *pb.CreateSSOAuthRequestRequest) (*pb.CreateSSOAuthRequestResponse, error) {
+	return g.createSSO(ctx, req, false)
+}
+
+func (g *handlers) CreateSSOTestRequest(ctx context.Context, req *pb.CreateSSOAuthRequestRequest) (*pb.CreateSSOAuthRequestResponse, error) {
+	if req.GetKind() == "" {
+		return nil, errs.BadParameterf("a test names the connector's kind (oidc or github)")
+	}
+	return g.createSSO(ctx, req, true)
+}
+
+func (g *handlers) FinishSSOLogin(ctx context.Context, req *pb.FinishSSOLoginRequest) (*pb.SSOLoginResult, error) {
+	res, err := g.s.FinishSSOLogin(ctx, actorOf(ctx).Addr, req.GetRequestId(), req.GetSecret())
+	if err != nil {
+		return nil, err
+	}
+	cert := res.CertPEM
+	res.CertPEM = nil
+	data, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.SSOLoginResult{Json: data}
+	if cert != nil {
+		out.Certs = g.certs(cert, "", 0)
+	}
+	return out, nil
 }

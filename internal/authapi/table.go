@@ -129,6 +129,13 @@ var Table = map[string]Row{
 		Requires: "the request's author, or access_request:delete (audited as access_request.delete)"},
 	pb.AuthService_ReviewAccessRequest_FullMethodName: {Access: Authenticated,
 		Requires: "allow.review_requests covering every requested role, or access_request:update; never the request's author (audited as access_request.review)"},
+
+	pb.AuthService_CreateSSOAuthRequest_FullMethodName: {Access: Public,
+		Requires: "nothing (starts an SSO login; the provider's sign-in and the client's secret are checked later)"},
+	pb.AuthService_CreateSSOTestRequest_FullMethodName: {Access: Rules, Requires: "KIND:read (oidc or github: tctl sso test)",
+		Perms: by(func(r *pb.CreateSSOAuthRequestRequest) []Perm { return []Perm{{r.GetKind(), auth.VerbRead}} })},
+	pb.AuthService_FinishSSOLogin_FullMethodName: {Access: Credential,
+		Requires: "the secret of the client that started the SSO login (the result is handed out once)"},
 }
 
 // by adapts a function of one request type to a row's Perms.

@@ -512,7 +512,9 @@ func (p *Process) webHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"cluster_name":%q,"version":%q,"host_ca_pin":%q,"proxy_public_addr":%q}`+"\n", ping.ClusterName, ping.Version, ping.HostCAPin, ping.ProxyPublicAddr)
 	})
-	mux.Handle("/web/", web.NewHandler(web.Config{Invites: p.Auth, ProxyAddr: p.cfg.PublicAddr(), Logger: p.log.With("component", "web")}))
+	pages := web.NewHandler(web.Config{Invites: p.Auth, SSO: p.Auth, ProxyAddr: p.cfg.PublicAddr(), Logger: p.log.With("component", "web")})
+	mux.Handle("/web/", pages)
+	mux.Handle("/v1/webapi/", pages)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"):

@@ -283,13 +283,13 @@ spec:
 			name: "unknown kind",
 			file: "role.yaml",
 			in:   "kind: rol\nversion: v7\nmetadata:\n  name: r\n",
-			want: `role.yaml:1: kind: unknown kind "rol" (want role, user, bot, token, kube_cluster or lock)`,
+			want: `role.yaml:1: kind: unknown kind "rol" (want role, user, bot, token, kube_cluster, lock, oidc or github)`,
 		},
 		{
 			name: "missing kind",
 			file: "role.yaml",
 			in:   "version: v7\nmetadata:\n  name: r\n",
-			want: `role.yaml:1: kind: is required (want role, user, bot, token, kube_cluster or lock)`,
+			want: `role.yaml:1: kind: is required (want role, user, bot, token, kube_cluster, lock, oidc or github)`,
 		},
 		{
 			name: "unknown version",

@@ -103,10 +103,12 @@ var kinds = map[string]kindInfo{
 	KindToken:       {[]string{V2}, func() Resource { return &Token{} }},
 	KindKubeCluster: {[]string{V3}, func() Resource { return &KubeCluster{} }},
 	KindLock:        {[]string{V2}, func() Resource { return &Lock{} }},
+	KindOIDC:        {[]string{V3}, func() Resource { return &OIDCConnector{} }},
+	KindGithub:      {[]string{V3}, func() Resource { return &GithubConnector{} }},
 }
 
 // kindOrder is the order kinds are listed in messages.
-var kindOrder = []string{KindRole, KindUser, KindBot, KindToken, KindKubeCluster, KindLock}
+var kindOrder = []string{KindRole, KindUser, KindBot, KindToken, KindKubeCluster, KindLock, KindOIDC, KindGithub}
 
 // Kinds returns the kinds of resources Keyport reads and writes.
 func Kinds() []string { return slices.Clone(kindOrder) }
@@ -164,6 +166,10 @@ func header(r Resource) *Header {
 	case *KubeCluster:
 		return &r.Header
 	case *Lock:
+		return &r.Header
+	case *OIDCConnector:
+		return &r.Header
+	case *GithubConnector:
 		return &r.Header
 	}
 	panic(fmt.Sprintf("types: unknown resource type %T", r))

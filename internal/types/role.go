@@ -145,7 +145,7 @@ var (
 	// recordings). Plurals are not accepted, to keep one spelling in stored roles.
 	ruleResources = []string{
 		KindRole, KindUser, KindBot, KindBotInstance, KindToken, KindKubeCluster,
-		KindLock, KindCertAuthority, KindEvent, KindSession, KindAccessRequest,
+		KindLock, KindCertAuthority, KindEvent, KindSession, KindAccessRequest, KindOIDC, KindGithub,
 	}
 	// kubeVerbs are the Kubernetes verbs a kubernetes_resources entry may name; exec and
 	// portforward are Teleport's names for the pods/exec and pods/portforward subresources.

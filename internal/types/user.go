@@ -16,6 +16,22 @@ type UserSpec struct {
 	Roles  []string   `yaml:"roles,omitempty" json:"roles,omitempty"`
 	Traits Traits     `yaml:"traits,omitempty" json:"traits,omitempty"`
 	Status UserStatus `yaml:"status,omitempty" json:"status,omitzero"`
+	// CreatedBy is set on users an SSO login created: they are temporary, and expire
+	// (metadata.expires) with the certificate of their last login.
+	CreatedBy *CreatedBy `yaml:"created_by,omitempty" json:"created_by,omitempty"`
+}
+
+// CreatedBy says which SSO connector created a user, for whom, and when.
+type CreatedBy struct {
+	Connector ConnectorRef `yaml:"connector" json:"connector"`
+	Time      string       `yaml:"time" json:"time"`
+}
+
+// ConnectorRef names a connector and the identity it vouched for.
+type ConnectorRef struct {
+	Type     string `yaml:"type" json:"type"`
+	ID       string `yaml:"id" json:"id"`
+	Identity string `yaml:"identity" json:"identity"`
 }
 
 // UserStatus is the user's login lock state, set by the Auth Service (for example after

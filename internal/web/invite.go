@@ -1,6 +1,7 @@
-// Package web owns the pages the proxy serves to browsers: today the invite page at
+// Package web owns the pages the proxy serves to browsers: the invite page at
 // /web/invite/<secret>, where a new (or reset) local user sets a password and, when the
-// cluster requires a second factor, enrols a TOTP device. Pages are rendered on the server
+// cluster requires a second factor, enrols a TOTP device; and the SSO callback at
+// /v1/webapi/{oidc,github}/callback, where an identity provider sends the browser back. Pages are rendered on the server
 // from html/template with inline CSS and a QR code as a PNG data URI: no JavaScript, no
 // external assets, and a Content-Security-Policy that allows nothing else.
 package web
@@ -34,6 +35,8 @@ type Invites interface {
 // Config configures the pages.
 type Config struct {
 	Invites Invites
+	// SSO completes SSO logins at /v1/webapi/{oidc,github}/callback; nil serves none.
+	SSO SSO
 	// ProxyAddr is the proxy's public address, for the `tsh login` line shown at the end.
 	ProxyAddr string
 	Logger    *slog.Logger
@@ -72,6 +75,8 @@ func NewHandler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /web/invite/{secret}", h.showInvite)
 	mux.HandleFunc("POST /web/invite/{secret}", h.completeInvite)
+	mux.HandleFunc("GET /v1/webapi/oidc/callback", h.ssoCallback("oidc"))
+	mux.HandleFunc("GET /v1/webapi/github/callback", h.ssoCallback("github"))
 	mux.HandleFunc("/web/", func(w http.ResponseWriter, _ *http.Request) {
 		h.render(w, http.StatusNotFound, "message.html", messagePage{Title: "Page not found", Message: "There is nothing here."})
 	})

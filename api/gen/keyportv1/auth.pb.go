@@ -3810,6 +3810,255 @@ func (x *ReviewAccessRequestRequest) GetReason() string {
 	return ""
 }
 
+type CreateSSOAuthRequestRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Kind              string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // oidc or github; empty: whichever has a connector named so
+	Connector         string                 `protobuf:"bytes,2,opt,name=connector,proto3" json:"connector,omitempty"`
+	PublicKeyDer      []byte                 `protobuf:"bytes,3,opt,name=public_key_der,json=publicKeyDer,proto3" json:"public_key_der,omitempty"`
+	ClientRedirectUrl string                 `protobuf:"bytes,4,opt,name=client_redirect_url,json=clientRedirectUrl,proto3" json:"client_redirect_url,omitempty"` // http://127.0.0.1:PORT/… of the client's listener
+	SecretSha256      []byte                 `protobuf:"bytes,5,opt,name=secret_sha256,json=secretSha256,proto3" json:"secret_sha256,omitempty"`                  // SHA-256 of a secret the client keeps
+	TtlSeconds        int64                  `protobuf:"varint,6,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CreateSSOAuthRequestRequest) Reset() {
+	*x = CreateSSOAuthRequestRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSSOAuthRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSSOAuthRequestRequest) ProtoMessage() {}
+
+func (x *CreateSSOAuthRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSSOAuthRequestRequest.ProtoReflect.Descriptor instead.
+func (*CreateSSOAuthRequestRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *CreateSSOAuthRequestRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *CreateSSOAuthRequestRequest) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *CreateSSOAuthRequestRequest) GetPublicKeyDer() []byte {
+	if x != nil {
+		return x.PublicKeyDer
+	}
+	return nil
+}
+
+func (x *CreateSSOAuthRequestRequest) GetClientRedirectUrl() string {
+	if x != nil {
+		return x.ClientRedirectUrl
+	}
+	return ""
+}
+
+func (x *CreateSSOAuthRequestRequest) GetSecretSha256() []byte {
+	if x != nil {
+		return x.SecretSha256
+	}
+	return nil
+}
+
+func (x *CreateSSOAuthRequestRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type CreateSSOAuthRequestResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	AuthUrl       string                 `protobuf:"bytes,2,opt,name=auth_url,json=authUrl,proto3" json:"auth_url,omitempty"`
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSSOAuthRequestResponse) Reset() {
+	*x = CreateSSOAuthRequestResponse{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSSOAuthRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSSOAuthRequestResponse) ProtoMessage() {}
+
+func (x *CreateSSOAuthRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSSOAuthRequestResponse.ProtoReflect.Descriptor instead.
+func (*CreateSSOAuthRequestResponse) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *CreateSSOAuthRequestResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CreateSSOAuthRequestResponse) GetAuthUrl() string {
+	if x != nil {
+		return x.AuthUrl
+	}
+	return ""
+}
+
+func (x *CreateSSOAuthRequestResponse) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+type FinishSSOLoginRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishSSOLoginRequest) Reset() {
+	*x = FinishSSOLoginRequest{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishSSOLoginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishSSOLoginRequest) ProtoMessage() {}
+
+func (x *FinishSSOLoginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishSSOLoginRequest.ProtoReflect.Descriptor instead.
+func (*FinishSSOLoginRequest) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *FinishSSOLoginRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *FinishSSOLoginRequest) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+// SSOLoginResult: the mapping (auth.SSOResult as JSON) and, for a login, the certificate.
+type SSOLoginResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Json          []byte                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	Certs         *Certs                 `protobuf:"bytes,2,opt,name=certs,proto3" json:"certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SSOLoginResult) Reset() {
+	*x = SSOLoginResult{}
+	mi := &file_keyport_v1_auth_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SSOLoginResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SSOLoginResult) ProtoMessage() {}
+
+func (x *SSOLoginResult) ProtoReflect() protoreflect.Message {
+	mi := &file_keyport_v1_auth_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SSOLoginResult.ProtoReflect.Descriptor instead.
+func (*SSOLoginResult) Descriptor() ([]byte, []int) {
+	return file_keyport_v1_auth_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *SSOLoginResult) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
+func (x *SSOLoginResult) GetCerts() *Certs {
+	if x != nil {
+		return x.Certs
+	}
+	return nil
+}
+
 var File_keyport_v1_auth_proto protoreflect.FileDescriptor
 
 const file_keyport_v1_auth_proto_rawDesc = "" +
@@ -4113,7 +4362,27 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\x1aReviewAccessRequestRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aapprove\x18\x02 \x01(\bR\aapprove\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason2\xe7\x15\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xeb\x01\n" +
+	"\x1bCreateSSOAuthRequestRequest\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
+	"\tconnector\x18\x02 \x01(\tR\tconnector\x12$\n" +
+	"\x0epublic_key_der\x18\x03 \x01(\fR\fpublicKeyDer\x12.\n" +
+	"\x13client_redirect_url\x18\x04 \x01(\tR\x11clientRedirectUrl\x12#\n" +
+	"\rsecret_sha256\x18\x05 \x01(\fR\fsecretSha256\x12\x1f\n" +
+	"\vttl_seconds\x18\x06 \x01(\x03R\n" +
+	"ttlSeconds\"l\n" +
+	"\x1cCreateSSOAuthRequestResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\bauth_url\x18\x02 \x01(\tR\aauthUrl\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\"N\n" +
+	"\x15FinishSSOLoginRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\"M\n" +
+	"\x0eSSOLoginResult\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\x12'\n" +
+	"\x05certs\x18\x02 \x01(\v2\x11.keyport.v1.CertsR\x05certs2\x8e\x18\n" +
 	"\vAuthService\x129\n" +
 	"\x04Ping\x12\x17.keyport.v1.PingRequest\x1a\x18.keyport.v1.PingResponse\x12T\n" +
 	"\rGetClusterCAs\x12 .keyport.v1.GetClusterCAsRequest\x1a!.keyport.v1.GetClusterCAsResponse\x12?\n" +
@@ -4151,7 +4420,10 @@ const file_keyport_v1_auth_proto_rawDesc = "" +
 	"\x12ListAccessRequests\x12%.keyport.v1.ListAccessRequestsRequest\x1a!.keyport.v1.ListResourcesResponse\x12M\n" +
 	"\x10GetAccessRequest\x12#.keyport.v1.GetAccessRequestRequest\x1a\x14.keyport.v1.Resource\x12^\n" +
 	"\x13DeleteAccessRequest\x12#.keyport.v1.GetAccessRequestRequest\x1a\".keyport.v1.DeleteResourceResponse\x12S\n" +
-	"\x13ReviewAccessRequest\x12&.keyport.v1.ReviewAccessRequestRequest\x1a\x14.keyport.v1.ResourceB8Z6github.com/keyport/keyport/api/gen/keyportv1;keyportv1b\x06proto3"
+	"\x13ReviewAccessRequest\x12&.keyport.v1.ReviewAccessRequestRequest\x1a\x14.keyport.v1.Resource\x12i\n" +
+	"\x14CreateSSOAuthRequest\x12'.keyport.v1.CreateSSOAuthRequestRequest\x1a(.keyport.v1.CreateSSOAuthRequestResponse\x12i\n" +
+	"\x14CreateSSOTestRequest\x12'.keyport.v1.CreateSSOAuthRequestRequest\x1a(.keyport.v1.CreateSSOAuthRequestResponse\x12O\n" +
+	"\x0eFinishSSOLogin\x12!.keyport.v1.FinishSSOLoginRequest\x1a\x1a.keyport.v1.SSOLoginResultB8Z6github.com/keyport/keyport/api/gen/keyportv1;keyportv1b\x06proto3"
 
 var (
 	file_keyport_v1_auth_proto_rawDescOnce sync.Once
@@ -4165,7 +4437,7 @@ func file_keyport_v1_auth_proto_rawDescGZIP() []byte {
 	return file_keyport_v1_auth_proto_rawDescData
 }
 
-var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_keyport_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_keyport_v1_auth_proto_goTypes = []any{
 	(*PingRequest)(nil),                   // 0: keyport.v1.PingRequest
 	(*PingResponse)(nil),                  // 1: keyport.v1.PingResponse
@@ -4230,21 +4502,25 @@ var file_keyport_v1_auth_proto_goTypes = []any{
 	(*ListAccessRequestsRequest)(nil),     // 60: keyport.v1.ListAccessRequestsRequest
 	(*GetAccessRequestRequest)(nil),       // 61: keyport.v1.GetAccessRequestRequest
 	(*ReviewAccessRequestRequest)(nil),    // 62: keyport.v1.ReviewAccessRequestRequest
-	nil,                                   // 63: keyport.v1.WhoAmIResponse.TraitsEntry
-	nil,                                   // 64: keyport.v1.CreateUserRequest.TraitsEntry
-	nil,                                   // 65: keyport.v1.CreateBotRequest.TraitsEntry
-	nil,                                   // 66: keyport.v1.KubeCluster.LabelsEntry
+	(*CreateSSOAuthRequestRequest)(nil),   // 63: keyport.v1.CreateSSOAuthRequestRequest
+	(*CreateSSOAuthRequestResponse)(nil),  // 64: keyport.v1.CreateSSOAuthRequestResponse
+	(*FinishSSOLoginRequest)(nil),         // 65: keyport.v1.FinishSSOLoginRequest
+	(*SSOLoginResult)(nil),                // 66: keyport.v1.SSOLoginResult
+	nil,                                   // 67: keyport.v1.WhoAmIResponse.TraitsEntry
+	nil,                                   // 68: keyport.v1.CreateUserRequest.TraitsEntry
+	nil,                                   // 69: keyport.v1.CreateBotRequest.TraitsEntry
+	nil,                                   // 70: keyport.v1.KubeCluster.LabelsEntry
 }
 var file_keyport_v1_auth_proto_depIdxs = []int32{
 	2,  // 0: keyport.v1.GetClusterCAsResponse.cas:type_name -> keyport.v1.CA
-	63, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
+	67, // 1: keyport.v1.WhoAmIResponse.traits:type_name -> keyport.v1.WhoAmIResponse.TraitsEntry
 	8,  // 2: keyport.v1.CreateResourceRequest.resource:type_name -> keyport.v1.Resource
 	8,  // 3: keyport.v1.CreateResourceResponse.resource:type_name -> keyport.v1.Resource
 	8,  // 4: keyport.v1.ListResourcesResponse.resources:type_name -> keyport.v1.Resource
-	64, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
-	65, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
+	68, // 5: keyport.v1.CreateUserRequest.traits:type_name -> keyport.v1.CreateUserRequest.TraitsEntry
+	69, // 6: keyport.v1.CreateBotRequest.traits:type_name -> keyport.v1.CreateBotRequest.TraitsEntry
 	23, // 7: keyport.v1.ListBotInstancesResponse.instances:type_name -> keyport.v1.BotInstance
-	66, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
+	70, // 8: keyport.v1.KubeCluster.labels:type_name -> keyport.v1.KubeCluster.LabelsEntry
 	35, // 9: keyport.v1.HeartbeatKubeClustersRequest.clusters:type_name -> keyport.v1.KubeCluster
 	35, // 10: keyport.v1.ListKubeClustersResponse.clusters:type_name -> keyport.v1.KubeCluster
 	41, // 11: keyport.v1.SearchAuditResponse.events:type_name -> keyport.v1.AuditEvent
@@ -4252,84 +4528,91 @@ var file_keyport_v1_auth_proto_depIdxs = []int32{
 	44, // 13: keyport.v1.RecordingChunk.info:type_name -> keyport.v1.RecordingInfo
 	53, // 14: keyport.v1.ListProxiesResponse.proxies:type_name -> keyport.v1.Proxy
 	44, // 15: keyport.v1.ListActiveSessionsResponse.sessions:type_name -> keyport.v1.RecordingInfo
-	7,  // 16: keyport.v1.WhoAmIResponse.TraitsEntry.value:type_name -> keyport.v1.StringList
-	7,  // 17: keyport.v1.CreateUserRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
-	7,  // 18: keyport.v1.CreateBotRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
-	0,  // 19: keyport.v1.AuthService.Ping:input_type -> keyport.v1.PingRequest
-	3,  // 20: keyport.v1.AuthService.GetClusterCAs:input_type -> keyport.v1.GetClusterCAsRequest
-	5,  // 21: keyport.v1.AuthService.WhoAmI:input_type -> keyport.v1.WhoAmIRequest
-	9,  // 22: keyport.v1.AuthService.CreateResource:input_type -> keyport.v1.CreateResourceRequest
-	11, // 23: keyport.v1.AuthService.GetResource:input_type -> keyport.v1.GetResourceRequest
-	12, // 24: keyport.v1.AuthService.ListResources:input_type -> keyport.v1.ListResourcesRequest
-	14, // 25: keyport.v1.AuthService.DeleteResource:input_type -> keyport.v1.DeleteResourceRequest
-	16, // 26: keyport.v1.AuthService.CreateUser:input_type -> keyport.v1.CreateUserRequest
-	17, // 27: keyport.v1.AuthService.ResetUser:input_type -> keyport.v1.ResetUserRequest
-	19, // 28: keyport.v1.AuthService.CreateBot:input_type -> keyport.v1.CreateBotRequest
-	21, // 29: keyport.v1.AuthService.UpdateBot:input_type -> keyport.v1.UpdateBotRequest
-	22, // 30: keyport.v1.AuthService.ListBotInstances:input_type -> keyport.v1.ListBotInstancesRequest
-	52, // 31: keyport.v1.AuthService.ListProxies:input_type -> keyport.v1.ListProxiesRequest
-	25, // 32: keyport.v1.AuthService.CreateToken:input_type -> keyport.v1.CreateTokenRequest
-	27, // 33: keyport.v1.AuthService.CreateLock:input_type -> keyport.v1.CreateLockRequest
-	28, // 34: keyport.v1.AuthService.SignUser:input_type -> keyport.v1.SignUserRequest
-	30, // 35: keyport.v1.AuthService.JoinBot:input_type -> keyport.v1.JoinBotRequest
-	31, // 36: keyport.v1.AuthService.BoundKeypairChallenge:input_type -> keyport.v1.BoundKeypairChallengeRequest
-	33, // 37: keyport.v1.AuthService.RenewBot:input_type -> keyport.v1.RenewBotRequest
-	34, // 38: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
-	50, // 39: keyport.v1.AuthService.Login:input_type -> keyport.v1.LoginRequest
-	51, // 40: keyport.v1.AuthService.JoinHost:input_type -> keyport.v1.JoinHostRequest
-	36, // 41: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
-	38, // 42: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
-	48, // 43: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
-	40, // 44: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
-	43, // 45: keyport.v1.AuthService.ListRecordings:input_type -> keyport.v1.ListRecordingsRequest
-	46, // 46: keyport.v1.AuthService.GetRecording:input_type -> keyport.v1.GetRecordingRequest
-	55, // 47: keyport.v1.AuthService.ListActiveSessions:input_type -> keyport.v1.ListActiveSessionsRequest
-	57, // 48: keyport.v1.AuthService.JoinSession:input_type -> keyport.v1.JoinSessionRequest
-	59, // 49: keyport.v1.AuthService.CreateAccessRequest:input_type -> keyport.v1.CreateAccessRequestRequest
-	60, // 50: keyport.v1.AuthService.ListAccessRequests:input_type -> keyport.v1.ListAccessRequestsRequest
-	61, // 51: keyport.v1.AuthService.GetAccessRequest:input_type -> keyport.v1.GetAccessRequestRequest
-	61, // 52: keyport.v1.AuthService.DeleteAccessRequest:input_type -> keyport.v1.GetAccessRequestRequest
-	62, // 53: keyport.v1.AuthService.ReviewAccessRequest:input_type -> keyport.v1.ReviewAccessRequestRequest
-	1,  // 54: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
-	4,  // 55: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
-	6,  // 56: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
-	10, // 57: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
-	8,  // 58: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
-	13, // 59: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
-	15, // 60: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
-	18, // 61: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
-	18, // 62: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
-	20, // 63: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
-	8,  // 64: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
-	24, // 65: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
-	54, // 66: keyport.v1.AuthService.ListProxies:output_type -> keyport.v1.ListProxiesResponse
-	26, // 67: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
-	8,  // 68: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
-	29, // 69: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
-	29, // 70: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
-	32, // 71: keyport.v1.AuthService.BoundKeypairChallenge:output_type -> keyport.v1.BoundKeypairChallengeResponse
-	29, // 72: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
-	29, // 73: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
-	29, // 74: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
-	29, // 75: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
-	37, // 76: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
-	39, // 77: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
-	49, // 78: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
-	42, // 79: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
-	45, // 80: keyport.v1.AuthService.ListRecordings:output_type -> keyport.v1.ListRecordingsResponse
-	47, // 81: keyport.v1.AuthService.GetRecording:output_type -> keyport.v1.RecordingChunk
-	56, // 82: keyport.v1.AuthService.ListActiveSessions:output_type -> keyport.v1.ListActiveSessionsResponse
-	58, // 83: keyport.v1.AuthService.JoinSession:output_type -> keyport.v1.JoinSessionResponse
-	8,  // 84: keyport.v1.AuthService.CreateAccessRequest:output_type -> keyport.v1.Resource
-	13, // 85: keyport.v1.AuthService.ListAccessRequests:output_type -> keyport.v1.ListResourcesResponse
-	8,  // 86: keyport.v1.AuthService.GetAccessRequest:output_type -> keyport.v1.Resource
-	15, // 87: keyport.v1.AuthService.DeleteAccessRequest:output_type -> keyport.v1.DeleteResourceResponse
-	8,  // 88: keyport.v1.AuthService.ReviewAccessRequest:output_type -> keyport.v1.Resource
-	54, // [54:89] is the sub-list for method output_type
-	19, // [19:54] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	29, // 16: keyport.v1.SSOLoginResult.certs:type_name -> keyport.v1.Certs
+	7,  // 17: keyport.v1.WhoAmIResponse.TraitsEntry.value:type_name -> keyport.v1.StringList
+	7,  // 18: keyport.v1.CreateUserRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
+	7,  // 19: keyport.v1.CreateBotRequest.TraitsEntry.value:type_name -> keyport.v1.StringList
+	0,  // 20: keyport.v1.AuthService.Ping:input_type -> keyport.v1.PingRequest
+	3,  // 21: keyport.v1.AuthService.GetClusterCAs:input_type -> keyport.v1.GetClusterCAsRequest
+	5,  // 22: keyport.v1.AuthService.WhoAmI:input_type -> keyport.v1.WhoAmIRequest
+	9,  // 23: keyport.v1.AuthService.CreateResource:input_type -> keyport.v1.CreateResourceRequest
+	11, // 24: keyport.v1.AuthService.GetResource:input_type -> keyport.v1.GetResourceRequest
+	12, // 25: keyport.v1.AuthService.ListResources:input_type -> keyport.v1.ListResourcesRequest
+	14, // 26: keyport.v1.AuthService.DeleteResource:input_type -> keyport.v1.DeleteResourceRequest
+	16, // 27: keyport.v1.AuthService.CreateUser:input_type -> keyport.v1.CreateUserRequest
+	17, // 28: keyport.v1.AuthService.ResetUser:input_type -> keyport.v1.ResetUserRequest
+	19, // 29: keyport.v1.AuthService.CreateBot:input_type -> keyport.v1.CreateBotRequest
+	21, // 30: keyport.v1.AuthService.UpdateBot:input_type -> keyport.v1.UpdateBotRequest
+	22, // 31: keyport.v1.AuthService.ListBotInstances:input_type -> keyport.v1.ListBotInstancesRequest
+	52, // 32: keyport.v1.AuthService.ListProxies:input_type -> keyport.v1.ListProxiesRequest
+	25, // 33: keyport.v1.AuthService.CreateToken:input_type -> keyport.v1.CreateTokenRequest
+	27, // 34: keyport.v1.AuthService.CreateLock:input_type -> keyport.v1.CreateLockRequest
+	28, // 35: keyport.v1.AuthService.SignUser:input_type -> keyport.v1.SignUserRequest
+	30, // 36: keyport.v1.AuthService.JoinBot:input_type -> keyport.v1.JoinBotRequest
+	31, // 37: keyport.v1.AuthService.BoundKeypairChallenge:input_type -> keyport.v1.BoundKeypairChallengeRequest
+	33, // 38: keyport.v1.AuthService.RenewBot:input_type -> keyport.v1.RenewBotRequest
+	34, // 39: keyport.v1.AuthService.GenerateBotCerts:input_type -> keyport.v1.GenerateBotCertsRequest
+	50, // 40: keyport.v1.AuthService.Login:input_type -> keyport.v1.LoginRequest
+	51, // 41: keyport.v1.AuthService.JoinHost:input_type -> keyport.v1.JoinHostRequest
+	36, // 42: keyport.v1.AuthService.HeartbeatKubeClusters:input_type -> keyport.v1.HeartbeatKubeClustersRequest
+	38, // 43: keyport.v1.AuthService.ListKubeClusters:input_type -> keyport.v1.ListKubeClustersRequest
+	48, // 44: keyport.v1.AuthService.KubeCanI:input_type -> keyport.v1.KubeCanIRequest
+	40, // 45: keyport.v1.AuthService.SearchAudit:input_type -> keyport.v1.SearchAuditRequest
+	43, // 46: keyport.v1.AuthService.ListRecordings:input_type -> keyport.v1.ListRecordingsRequest
+	46, // 47: keyport.v1.AuthService.GetRecording:input_type -> keyport.v1.GetRecordingRequest
+	55, // 48: keyport.v1.AuthService.ListActiveSessions:input_type -> keyport.v1.ListActiveSessionsRequest
+	57, // 49: keyport.v1.AuthService.JoinSession:input_type -> keyport.v1.JoinSessionRequest
+	59, // 50: keyport.v1.AuthService.CreateAccessRequest:input_type -> keyport.v1.CreateAccessRequestRequest
+	60, // 51: keyport.v1.AuthService.ListAccessRequests:input_type -> keyport.v1.ListAccessRequestsRequest
+	61, // 52: keyport.v1.AuthService.GetAccessRequest:input_type -> keyport.v1.GetAccessRequestRequest
+	61, // 53: keyport.v1.AuthService.DeleteAccessRequest:input_type -> keyport.v1.GetAccessRequestRequest
+	62, // 54: keyport.v1.AuthService.ReviewAccessRequest:input_type -> keyport.v1.ReviewAccessRequestRequest
+	63, // 55: keyport.v1.AuthService.CreateSSOAuthRequest:input_type -> keyport.v1.CreateSSOAuthRequestRequest
+	63, // 56: keyport.v1.AuthService.CreateSSOTestRequest:input_type -> keyport.v1.CreateSSOAuthRequestRequest
+	65, // 57: keyport.v1.AuthService.FinishSSOLogin:input_type -> keyport.v1.FinishSSOLoginRequest
+	1,  // 58: keyport.v1.AuthService.Ping:output_type -> keyport.v1.PingResponse
+	4,  // 59: keyport.v1.AuthService.GetClusterCAs:output_type -> keyport.v1.GetClusterCAsResponse
+	6,  // 60: keyport.v1.AuthService.WhoAmI:output_type -> keyport.v1.WhoAmIResponse
+	10, // 61: keyport.v1.AuthService.CreateResource:output_type -> keyport.v1.CreateResourceResponse
+	8,  // 62: keyport.v1.AuthService.GetResource:output_type -> keyport.v1.Resource
+	13, // 63: keyport.v1.AuthService.ListResources:output_type -> keyport.v1.ListResourcesResponse
+	15, // 64: keyport.v1.AuthService.DeleteResource:output_type -> keyport.v1.DeleteResourceResponse
+	18, // 65: keyport.v1.AuthService.CreateUser:output_type -> keyport.v1.CreateUserResponse
+	18, // 66: keyport.v1.AuthService.ResetUser:output_type -> keyport.v1.CreateUserResponse
+	20, // 67: keyport.v1.AuthService.CreateBot:output_type -> keyport.v1.CreateBotResponse
+	8,  // 68: keyport.v1.AuthService.UpdateBot:output_type -> keyport.v1.Resource
+	24, // 69: keyport.v1.AuthService.ListBotInstances:output_type -> keyport.v1.ListBotInstancesResponse
+	54, // 70: keyport.v1.AuthService.ListProxies:output_type -> keyport.v1.ListProxiesResponse
+	26, // 71: keyport.v1.AuthService.CreateToken:output_type -> keyport.v1.CreateTokenResponse
+	8,  // 72: keyport.v1.AuthService.CreateLock:output_type -> keyport.v1.Resource
+	29, // 73: keyport.v1.AuthService.SignUser:output_type -> keyport.v1.Certs
+	29, // 74: keyport.v1.AuthService.JoinBot:output_type -> keyport.v1.Certs
+	32, // 75: keyport.v1.AuthService.BoundKeypairChallenge:output_type -> keyport.v1.BoundKeypairChallengeResponse
+	29, // 76: keyport.v1.AuthService.RenewBot:output_type -> keyport.v1.Certs
+	29, // 77: keyport.v1.AuthService.GenerateBotCerts:output_type -> keyport.v1.Certs
+	29, // 78: keyport.v1.AuthService.Login:output_type -> keyport.v1.Certs
+	29, // 79: keyport.v1.AuthService.JoinHost:output_type -> keyport.v1.Certs
+	37, // 80: keyport.v1.AuthService.HeartbeatKubeClusters:output_type -> keyport.v1.HeartbeatKubeClustersResponse
+	39, // 81: keyport.v1.AuthService.ListKubeClusters:output_type -> keyport.v1.ListKubeClustersResponse
+	49, // 82: keyport.v1.AuthService.KubeCanI:output_type -> keyport.v1.KubeCanIResponse
+	42, // 83: keyport.v1.AuthService.SearchAudit:output_type -> keyport.v1.SearchAuditResponse
+	45, // 84: keyport.v1.AuthService.ListRecordings:output_type -> keyport.v1.ListRecordingsResponse
+	47, // 85: keyport.v1.AuthService.GetRecording:output_type -> keyport.v1.RecordingChunk
+	56, // 86: keyport.v1.AuthService.ListActiveSessions:output_type -> keyport.v1.ListActiveSessionsResponse
+	58, // 87: keyport.v1.AuthService.JoinSession:output_type -> keyport.v1.JoinSessionResponse
+	8,  // 88: keyport.v1.AuthService.CreateAccessRequest:output_type -> keyport.v1.Resource
+	13, // 89: keyport.v1.AuthService.ListAccessRequests:output_type -> keyport.v1.ListResourcesResponse
+	8,  // 90: keyport.v1.AuthService.GetAccessRequest:output_type -> keyport.v1.Resource
+	15, // 91: keyport.v1.AuthService.DeleteAccessRequest:output_type -> keyport.v1.DeleteResourceResponse
+	8,  // 92: keyport.v1.AuthService.ReviewAccessRequest:output_type -> keyport.v1.Resource
+	64, // 93: keyport.v1.AuthService.CreateSSOAuthRequest:output_type -> keyport.v1.CreateSSOAuthRequestResponse
+	64, // 94: keyport.v1.AuthService.CreateSSOTestRequest:output_type -> keyport.v1.CreateSSOAuthRequestResponse
+	66, // 95: keyport.v1.AuthService.FinishSSOLogin:output_type -> keyport.v1.SSOLoginResult
+	58, // [58:96] is the sub-list for method output_type
+	20, // [20:58] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_keyport_v1_auth_proto_init() }
@@ -4343,7 +4626,7 @@ func file_keyport_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keyport_v1_auth_proto_rawDesc), len(file_keyport_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   67,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

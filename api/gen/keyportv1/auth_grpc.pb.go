@@ -62,6 +62,9 @@ const (
 	AuthService_GetAccessRequest_FullMethodName      = "/keyport.v1.AuthService/GetAccessRequest"
 	AuthService_DeleteAccessRequest_FullMethodName   = "/keyport.v1.AuthService/DeleteAccessRequest"
 	AuthService_ReviewAccessRequest_FullMethodName   = "/keyport.v1.AuthService/ReviewAccessRequest"
+	AuthService_CreateSSOAuthRequest_FullMethodName  = "/keyport.v1.AuthService/CreateSSOAuthRequest"
+	AuthService_CreateSSOTestRequest_FullMethodName  = "/keyport.v1.AuthService/CreateSSOTestRequest"
+	AuthService_FinishSSOLogin_FullMethodName        = "/keyport.v1.AuthService/FinishSSOLogin"
 )
 
 // AuthServiceClient is the client API for AuthService service.
@@ -135,6 +138,14 @@ type AuthServiceClient interface {
 	GetAccessRequest(ctx context.Context, in *GetAccessRequestRequest, opts ...grpc.CallOption) (*Resource, error)
 	DeleteAccessRequest(ctx context.Context, in *GetAccessRequestRequest, opts ...grpc.CallOption) (*DeleteResourceResponse, error)
 	ReviewAccessRequest(ctx context.Context, in *ReviewAccessRequestRequest, opts ...grpc.CallOption) (*Resource, error)
+	// Single sign-on through an oidc or github connector. CreateSSOAuthRequest is public: it
+	// starts a login (tsh login --auth=NAME) and returns the provider's URL; the browser
+	// comes back to the proxy's /v1/webapi/{oidc,github}/callback; FinishSSOLogin hands the
+	// certificate to the client holding the request's secret, once. CreateSSOTestRequest
+	// (tctl sso test) does the same without issuing anything and needs KIND:read.
+	CreateSSOAuthRequest(ctx context.Context, in *CreateSSOAuthRequestRequest, opts ...grpc.CallOption) (*CreateSSOAuthRequestResponse, error)
+	CreateSSOTestRequest(ctx context.Context, in *CreateSSOAuthRequestRequest, opts ...grpc.CallOption) (*CreateSSOAuthRequestResponse, error)
+	FinishSSOLogin(ctx context.Context, in *FinishSSOLoginRequest, opts ...grpc.CallOption) (*SSOLoginResult, error)
 }
 
 type authServiceClient struct {
@@ -495,6 +506,36 @@ func (c *authServiceClient) ReviewAccessRequest(ctx context.Context, in *ReviewA
 	return out, nil
 }
 
+func (c *authServiceClient) CreateSSOAuthRequest(ctx context.Context, in *CreateSSOAuthRequestRequest, opts ...grpc.CallOption) (*CreateSSOAuthRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateSSOAuthRequestResponse)
+	err := c.cc.Invoke(ctx, AuthService_CreateSSOAuthRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) CreateSSOTestRequest(ctx context.Context, in *CreateSSOAuthRequestRequest, opts ...grpc.CallOption) (*CreateSSOAuthRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateSSOAuthRequestResponse)
+	err := c.cc.Invoke(ctx, AuthService_CreateSSOTestRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) FinishSSOLogin(ctx context.Context, in *FinishSSOLoginRequest, opts ...grpc.CallOption) (*SSOLoginResult, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SSOLoginResult)
+	err := c.cc.Invoke(ctx, AuthService_FinishSSOLogin_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServiceServer is the server API for AuthService service.
 // All implementations must embed UnimplementedAuthServiceServer
 // for forward compatibility.
@@ -566,6 +607,14 @@ type AuthServiceServer interface {
 	GetAccessRequest(context.Context, *GetAccessRequestRequest) (*Resource, error)
 	DeleteAccessRequest(context.Context, *GetAccessRequestRequest) (*DeleteResourceResponse, error)
 	ReviewAccessRequest(context.Context, *ReviewAccessRequestRequest) (*Resource, error)
+	// Single sign-on through an oidc or github connector. CreateSSOAuthRequest is public: it
+	// starts a login (tsh login --auth=NAME) and returns the provider's URL; the browser
+	// comes back to the proxy's /v1/webapi/{oidc,github}/callback; FinishSSOLogin hands the
+	// certificate to the client holding the request's secret, once. CreateSSOTestRequest
+	// (tctl sso test) does the same without issuing anything and needs KIND:read.
+	CreateSSOAuthRequest(context.Context, *CreateSSOAuthRequestRequest) (*CreateSSOAuthRequestResponse, error)
+	CreateSSOTestRequest(context.Context, *CreateSSOAuthRequestRequest) (*CreateSSOAuthRequestResponse, error)
+	FinishSSOLogin(context.Context, *FinishSSOLoginRequest) (*SSOLoginResult, error)
 	mustEmbedUnimplementedAuthServiceServer()
 }
 
@@ -680,6 +729,15 @@ func (UnimplementedAuthServiceServer) DeleteAccessRequest(context.Context, *GetA
 }
 func (UnimplementedAuthServiceServer) ReviewAccessRequest(context.Context, *ReviewAccessRequestRequest) (*Resource, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReviewAccessRequest not implemented")
+}
+func (UnimplementedAuthServiceServer) CreateSSOAuthRequest(context.Context, *CreateSSOAuthRequestRequest) (*CreateSSOAuthRequestResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateSSOAuthRequest not implemented")
+}
+func (UnimplementedAuthServiceServer) CreateSSOTestRequest(context.Context, *CreateSSOAuthRequestRequest) (*CreateSSOAuthRequestResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateSSOTestRequest not implemented")
+}
+func (UnimplementedAuthServiceServer) FinishSSOLogin(context.Context, *FinishSSOLoginRequest) (*SSOLoginResult, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method FinishSSOLogin not implemented")
 }
 func (UnimplementedAuthServiceServer) mustEmbedUnimplementedAuthServiceServer() {}
 func (UnimplementedAuthServiceServer) testEmbeddedByValue()                     {}
@@ -1332,6 +1390,60 @@ func _AuthService_ReviewAccessRequest_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_CreateSSOAuthRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateSSOAuthRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).CreateSSOAuthRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_CreateSSOAuthRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).CreateSSOAuthRequest(ctx, req.(*CreateSSOAuthRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_CreateSSOTestRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateSSOAuthRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).CreateSSOTestRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_CreateSSOTestRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).CreateSSOTestRequest(ctx, req.(*CreateSSOAuthRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_FinishSSOLogin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FinishSSOLoginRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).FinishSSOLogin(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_FinishSSOLogin_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).FinishSSOLogin(ctx, req.(*FinishSSOLoginRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuthService_ServiceDesc is the grpc.ServiceDesc for AuthService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1478,6 +1590,18 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReviewAccessRequest",
 			Handler:    _AuthService_ReviewAccessRequest_Handler,
+		},
+		{
+			MethodName: "CreateSSOAuthRequest",
+			Handler:    _AuthService_CreateSSOAuthRequest_Handler,
+		},
+		{
+			MethodName: "CreateSSOTestRequest",
+			Handler:    _AuthService_CreateSSOTestRequest_Handler,
+		},
+		{
+			MethodName: "FinishSSOLogin",
+			Handler:    _AuthService_FinishSSOLogin_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -61,7 +61,7 @@ func Main(args []string, stdio common.IO) int {
 		e.statusCmd(),
 		e.createCmd(), e.getCmd(), e.rmCmd(), e.editCmd(),
 		e.usersCmd(), e.botsCmd(), e.tokensCmd(), e.proxiesCmd(),
-		e.kubeCmd(), e.lockCmd(), e.authCmd(), e.auditCmd(), e.recordingsCmd(), e.requestCmd(),
+		e.kubeCmd(), e.lockCmd(), e.authCmd(), e.auditCmd(), e.recordingsCmd(), e.requestCmd(), e.ssoCmd(),
 	)
 	return common.Run(root, args, stdio)
 }

@@ -13,6 +13,7 @@ import (
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
 	"github.com/keyport/keyport/internal/cli/common"
+	"github.com/keyport/keyport/internal/cli/sso"
 	"github.com/keyport/keyport/internal/cli/tsh/profile"
 	"github.com/keyport/keyport/internal/clock"
 	"github.com/keyport/keyport/internal/errs"
@@ -30,10 +31,12 @@ func (e *env) loginCmd() *cobra.Command {
 		ttl         time.Duration
 		insecure    bool
 		requestIDs  []string
+		authName    string
+		browser     string
 	)
 	cmd := &cobra.Command{
-		Use:   "login --proxy=HOST[:PORT] --user=NAME",
-		Short: "Log in to a Keyport cluster with a password and OTP code",
+		Use:   "login --proxy=HOST[:PORT] [--user=NAME | --auth=CONNECTOR]",
+		Short: "Log in to a Keyport cluster with a password and OTP code, or through an SSO connector",
 		Long: "Log in to a Keyport cluster. tsh asks for the password (without echo on a terminal; one line\n" +
 			"from standard input otherwise) and, when the cluster requires it, an OTP code. The profile\n" +
 			"is kept in ~/.tsh. The port of --proxy defaults to " + profile.DefaultProxyPort + ".",
@@ -41,6 +44,9 @@ func (e *env) loginCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(requestIDs) > 0 {
 				return e.loginWithRequests(cmd.Context(), proxy, requestIDs)
+			}
+			if authName != "" && authName != "local" {
+				return e.ssoLogin(cmd.Context(), proxy, authName, browser, ttl, insecure)
 			}
 			return e.login(cmd.Context(), proxy, user, ttl, insecure)
 		},
@@ -50,8 +56,62 @@ func (e *env) loginCmd() *cobra.Command {
 	f.StringVar(&user, "user", "", "Keyport user name (default: the current profile's, or $USER)")
 	f.DurationVar(&ttl, "ttl", 0, "how long the certificate should be valid (default 12h, capped by the roles' max_session_ttl)")
 	f.BoolVar(&insecure, "insecure", false, "do not verify the proxy's certificate (dangerous: for tests only)")
+	f.StringVar(&authName, "auth", "", "sign in through this SSO connector (oidc or github) instead of a password; local is the password")
+	f.StringVar(&browser, "browser", "", "with --auth: none prints the sign-in URL without opening a browser")
 	f.StringSliceVar(&requestIDs, "request-id", nil, "reissue the current login with the roles of approved access requests (no password asked)")
 	return cmd
+}
+
+// ssoLogin signs in through an SSO connector: the browser goes to the identity provider,
+// comes back through the proxy to a loopback listener of this tsh, and tsh collects the
+// certificate with the request's secret (package sso).
+func (e *env) ssoLogin(ctx context.Context, proxy, connector, browser string, ttl time.Duration, insecure bool) error {
+	st, err := e.store()
+	if err != nil {
+		return err
+	}
+	cur, _ := st.Current()
+	if proxy == "" {
+		if cur == nil {
+			return common.UsageErrorf("--proxy is required (the address of the Keyport proxy, HOST[:PORT])")
+		}
+		proxy = cur.ProxyAddr
+	}
+	addr, err := profile.NormalizeProxy(proxy)
+	if err != nil {
+		return common.UsageErrorf("--proxy: %v", err)
+	}
+	if browser != "" && browser != "none" {
+		return common.UsageErrorf("--browser: only none is supported (print the URL without opening a browser)")
+	}
+	clt, _, err := e.dialProxy(ctx, st, addr, insecure)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = clt.Close() }()
+	key, err := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
+	if err != nil {
+		return err
+	}
+	res, err := sso.Run(ctx, clt, sso.Options{Connector: connector, PublicKey: key.Public(), TTL: ttl, Browser: browser, Out: e.stdio.Err})
+	if err != nil {
+		return fmt.Errorf("SSO login failed: %w", err)
+	}
+	certs := res.Certs
+	cert, err := tlsca.ParseCertPEM(certs.GetTlsCertPem())
+	if err != nil {
+		return fmt.Errorf("the proxy returned an unreadable certificate: %w", err)
+	}
+	id := &identityfile.Identity{Key: key, CertPEM: certs.GetTlsCertPem(), Cert: cert, HostCAs: certs.GetHostCaPems(), UserCAs: certs.GetUserCaPems()}
+	if ident, err := tlsca.FromCertificate(cert); err == nil {
+		id.Identity = ident
+	}
+	p := &profile.Profile{ProxyAddr: addr, User: res.Mapping.User, ClusterName: certs.GetClusterName()}
+	if err := st.Save(p, id); err != nil {
+		return err
+	}
+	e.printStatus(e.stdio.Out, p, id)
+	return nil
 }
 
 // loginWithRequests reissues the current login's certificate with the roles (and resource

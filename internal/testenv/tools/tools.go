@@ -1,5 +1,5 @@
 // Package tools finds the external programs that Keyport's tests run for real (etcd,
-// kube-apiserver, kube-controller-manager, kwok, kubectl, helm, minio, chromium). They
+// kube-apiserver, kube-controller-manager, kwok, kubectl, helm, minio, dex, chromium). They
 // live in $KEYPORT_CACHE/bin (default $HOME/.cache/keyport/bin), put there by
 // `make kube-tools`.
 // A test that needs one and does not find it fails, naming the command that installs it:
