@@ -359,6 +359,9 @@ func mapClaims(c *types.OIDCConnector, claims map[string]any) (*SSOResult, error
 	}
 	res := &SSOResult{User: name, Traits: map[string][]string{}, Claims: claims}
 	for k, v := range claims {
+		if protocolClaims[k] {
+			continue
+		}
 		if vals := claimStrings(v); len(vals) > 0 {
 			res.Traits[k] = vals
 		}
@@ -378,6 +381,11 @@ func mapClaims(c *types.OIDCConnector, claims map[string]any) (*SSOResult, error
 	}
 	return res, nil
 }
+
+// protocolClaims are the ID token's own bookkeeping, which say nothing about the person
+// and do not become traits.
+var protocolClaims = map[string]bool{"iss": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true,
+	"nonce": true, "at_hash": true, "c_hash": true, "azp": true, "auth_time": true, "acr": true, "amr": true, "sid": true}
 
 func claimStrings(v any) []string {
 	switch v := v.(type) {

@@ -120,7 +120,7 @@ func config(t testing.TB, issuer, addr string, o Options) string {
 	}
 	b.WriteString("staticPasswords:\n")
 	for i, u := range o.Users {
-		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.MinCost)
+		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.DefaultCost) // Dex refuses hashes cheaper than cost 10
 		if err != nil {
 			t.Fatal(err)
 		}
