@@ -91,7 +91,7 @@ func (d *Dex) waitReady() error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if d.proc.Exited() {
-			return fmt.Errorf("dex exited: %v", d.proc.WaitErr)
+			return fmt.Errorf("dex exited: %w", d.proc.WaitErr)
 		}
 		resp, err := http.Get(d.Issuer + "/.well-known/openid-configuration")
 		if err == nil {
