@@ -3,7 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -22,6 +24,8 @@ import (
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
 	"github.com/keyport/keyport/internal/audit"
+	"github.com/keyport/keyport/internal/clock"
+	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/testenv/dexenv"
 	"github.com/keyport/keyport/internal/testenv/proc"
 	"github.com/keyport/keyport/internal/testenv/tools"
@@ -237,6 +241,28 @@ func TestSSOLoginDex(t *testing.T) {
 			t.Errorf("%s callback: %s\n%s", name, resp.Status, body)
 		}
 	}
+	// The used code under a new login's state: Dex refuses it (used once, and the new
+	// login's PKCE verifier is not the one it was issued for), and the client is told.
+	oldCode := regexp.MustCompile(`[?&]code=([^&]+)`).FindStringSubmatch(callbacks[0])[1]
+	secret := []byte("replay test secret")
+	sum := sha256.Sum256(secret)
+	start, err := s.admin.CreateSSOAuthRequest(ctx, &pb.CreateSSOAuthRequestRequest{Connector: "dex", PublicKeyDer: publicKeyDER(t),
+		ClientRedirectUrl: "http://127.0.0.1:9/callback", SecretSha256: sum[:]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := insecure.Get(callback + "?state=" + start.GetRequestId() + "&code=" + oldCode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "http://127.0.0.1:9/callback?status=error" {
+		t.Errorf("a replayed code: %s, Location %q", resp.Status, resp.Header.Get("Location"))
+	}
+	if _, err := s.admin.FinishSSOLogin(ctx, &pb.FinishSSOLoginRequest{RequestId: start.GetRequestId(), Secret: secret}); err == nil ||
+		!strings.Contains(err.Error(), "the identity provider refused the code") {
+		t.Errorf("the result of a replayed code: %v", err)
+	}
 	if err := chromedp.Do(br, chromedp.Navigate(callback+"?state=not-a-state&code=whatever"), chromedp.WaitVisible(chromedp.ID("title"))); err != nil {
 		t.Fatal(err)
 	}
@@ -292,8 +318,21 @@ func TestSSOLoginDex(t *testing.T) {
 			failures++
 		}
 	}
-	if logins != 1 || failures < 3 {
-		t.Errorf("audit: %d SSO logins, %d failures; want 1 and at least 3", logins, failures)
+	if logins != 1 || failures < 4 {
+		t.Errorf("audit: %d SSO logins, %d failures; want 1 and at least 4", logins, failures)
 	}
 	_ = tools.BinDir
+}
+
+func publicKeyDER(t *testing.T) []byte {
+	t.Helper()
+	key, err := tlsca.GenerateKey(tlsca.AlgECDSAP256, clock.Rand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }

@@ -71,7 +71,7 @@ func List(ctx context.Context, api API, w io.Writer, state, format string, now t
 	fmt.Fprintln(tw, "--\t----\t-----\t---------\t-------------\t------\t------")
 	for _, ar := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ar.GetName(), ar.Spec.User, strings.Join(ar.Spec.Roles, ","),
-			orDash(resources(ar)), ar.Spec.Created.UTC().Format("2006-01-02 15:04:05"), status(ar, now), oneLine(ar.Spec.Reason))
+			orDash(resources(ar)), ar.Spec.Created.UTC().Format("2006-01-02 15:04:05"), status(ar, now), orDash(oneLine(ar.Spec.Reason)))
 	}
 	return tw.Flush()
 }
@@ -104,7 +104,7 @@ func Print(w io.Writer, ar *types.AccessRequest, now time.Time) {
 	if len(ar.Spec.Resources) > 0 {
 		row("Resources", resources(ar))
 	}
-	row("Reason", orDash(ar.Spec.Reason))
+	row("Reason", orDash(oneLine(ar.Spec.Reason)))
 	row("Status", status(ar, now))
 	row("Reviews needed", fmt.Sprintf("%d approval(s) or %d denial(s)", ar.Spec.Approve, ar.Spec.Deny))
 	row("Review until", ar.Spec.Expires.UTC().Format(time.RFC3339))
