@@ -25,10 +25,10 @@ import (
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
 	"github.com/keyport/keyport/internal/audit"
 	"github.com/keyport/keyport/internal/clock"
-	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/testenv/dexenv"
 	"github.com/keyport/keyport/internal/testenv/proc"
 	"github.com/keyport/keyport/internal/testenv/tools"
+	"github.com/keyport/keyport/internal/tlsca"
 	"github.com/keyport/keyport/internal/types"
 )
 

@@ -2,7 +2,6 @@ package tbot
 
 import (
 	"encoding/base64"
-	"flag"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,10 +14,9 @@ import (
 	"github.com/keyport/keyport/internal/identityfile"
 	"github.com/keyport/keyport/internal/tbot/config"
 	"github.com/keyport/keyport/internal/tbot/destination"
+	"github.com/keyport/keyport/internal/testenv/golden"
 	"github.com/keyport/keyport/internal/tlsca"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // testIdentity issues a real certificate from a throwaway CA, as GenerateBotCerts would.
 func testIdentity(t *testing.T) *identityfile.Identity {
@@ -99,7 +97,7 @@ func TestKubeconfigGolden(t *testing.T) {
 				base64.StdEncoding.EncodeToString(keyPEM), "KEY-DATA",
 				base64.StdEncoding.EncodeToString(id.HostCAs[0]), "HOST-CA-DATA",
 			).Replace(string(files[FileKubeconfig]))
-			checkGolden(t, tt.golden, []byte(got))
+			golden.Check(t, filepath.Join("testdata", tt.golden), []byte(got))
 		})
 	}
 }
@@ -165,21 +163,4 @@ func sortedKeys(m map[string][]byte) string {
 	}
 	sort.Strings(ks)
 	return strings.Join(ks, " ")
-}
-
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs from the golden file (run with -update if the change is intended)\n got:\n%s\nwant:\n%s", name, got, want)
-	}
 }

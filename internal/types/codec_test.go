@@ -2,7 +2,6 @@ package types
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,9 +9,8 @@ import (
 	"testing"
 
 	"github.com/keyport/keyport/internal/errs"
+	"github.com/keyport/keyport/internal/testenv/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
 
 func fixtures(t testing.TB) []string {
 	t.Helper()
@@ -49,27 +47,10 @@ func TestGolden(t *testing.T) {
 				}
 				js.Write(b)
 			}
-			golden(t, filepath.Join("testdata", "golden", name+".yaml"), out)
-			golden(t, filepath.Join("testdata", "golden", name+".json"), js.Bytes())
+			golden.Check(t, filepath.Join("testdata", "golden", name+".yaml"), out)
+			golden.Check(t, filepath.Join("testdata", "golden", name+".json"), js.Bytes())
 			assertRoundTrip(t, rs)
 		})
-	}
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run go test -update to accept):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
 

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,27 +11,9 @@ import (
 	"google.golang.org/grpc"
 
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
+	"github.com/keyport/keyport/internal/testenv/golden"
 	"github.com/keyport/keyport/internal/types"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n%s", name, got)
-	}
-}
 
 var now = time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 
@@ -81,20 +61,20 @@ func TestRequestScreens(t *testing.T) {
 	if err := List(ctx, api, &ls, "", "text", now); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "ls.txt", ls.Bytes())
+	golden.Check(t, filepath.Join("testdata", "ls.txt"), ls.Bytes())
 	var show bytes.Buffer
 	if err := Show(ctx, api, &show, "x", "text", now); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "show.txt", show.Bytes())
+	golden.Check(t, filepath.Join("testdata", "show.txt"), show.Bytes())
 	var review bytes.Buffer
 	if err := Review(ctx, api, &review, "x", true, "", now); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "review.txt", review.Bytes())
+	golden.Check(t, filepath.Join("testdata", "review.txt"), review.Bytes())
 	var created bytes.Buffer
 	Print(&created, sample()[1], now)
-	golden(t, "created-resource-request.txt", created.Bytes())
+	golden.Check(t, filepath.Join("testdata", "created-resource-request.txt"), created.Bytes())
 	if err := List(ctx, api, &bytes.Buffer{}, "granted", "text", now); err == nil {
 		t.Error("an unknown --state was accepted")
 	}

@@ -4,34 +4,15 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	"flag"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyport/keyport/internal/testenv/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n%s", name, got)
-	}
-}
 
 // The pages the browser lands on, as a person sees them: golden files, and a policy that
 // allows their one style sheet and nothing else.
@@ -52,7 +33,7 @@ func TestCallbackPages(t *testing.T) {
 				t.Errorf("status %d, want %d", rec.Code, tc.code)
 			}
 			body := rec.Body.Bytes()
-			golden(t, tc.name, body)
+			golden.Check(t, filepath.Join("testdata", tc.name), body)
 			if bytes.Contains(body, []byte("<script>")) {
 				t.Error("the error was not escaped")
 			}
@@ -78,5 +59,5 @@ func TestFormatTest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "sso-test.txt", buf.Bytes())
+	golden.Check(t, filepath.Join("testdata", "sso-test.txt"), buf.Bytes())
 }

@@ -2,6 +2,7 @@ package tsh
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -98,20 +99,7 @@ func (e *env) ssoLogin(ctx context.Context, proxy, connector, browser string, tt
 		return fmt.Errorf("SSO login failed: %w", err)
 	}
 	certs := res.Certs
-	cert, err := tlsca.ParseCertPEM(certs.GetTlsCertPem())
-	if err != nil {
-		return fmt.Errorf("the proxy returned an unreadable certificate: %w", err)
-	}
-	id := &identityfile.Identity{Key: key, CertPEM: certs.GetTlsCertPem(), Cert: cert, HostCAs: certs.GetHostCaPems(), UserCAs: certs.GetUserCaPems()}
-	if ident, err := tlsca.FromCertificate(cert); err == nil {
-		id.Identity = ident
-	}
-	p := &profile.Profile{ProxyAddr: addr, User: res.Mapping.User, ClusterName: certs.GetClusterName()}
-	if err := st.Save(p, id); err != nil {
-		return err
-	}
-	e.printStatus(e.stdio.Out, p, id)
-	return nil
+	return e.saveLogin(st, &profile.Profile{ProxyAddr: addr, User: res.Mapping.User, ClusterName: certs.GetClusterName()}, key, certs)
 }
 
 // loginWithRequests reissues the current login's certificate with the roles (and resource
@@ -135,19 +123,7 @@ func (e *env) loginWithRequests(ctx context.Context, proxy string, ids []string)
 	if err != nil {
 		return fmt.Errorf("login with access request failed: %w", err)
 	}
-	cert, err := tlsca.ParseCertPEM(certs.GetTlsCertPem())
-	if err != nil {
-		return fmt.Errorf("the proxy returned an unreadable certificate: %w", err)
-	}
-	id := &identityfile.Identity{Key: key, CertPEM: certs.GetTlsCertPem(), Cert: cert, HostCAs: certs.GetHostCaPems(), UserCAs: certs.GetUserCaPems()}
-	if ident, err := tlsca.FromCertificate(cert); err == nil {
-		id.Identity = ident
-	}
-	if err := s.store.Save(s.profile, id); err != nil {
-		return err
-	}
-	e.printStatus(e.stdio.Out, s.profile, id)
-	return nil
+	return e.saveLogin(s.store, s.profile, key, certs)
 }
 
 func (e *env) login(ctx context.Context, proxy, user string, ttl time.Duration, insecure bool) error {
@@ -208,6 +184,11 @@ func (e *env) login(ctx context.Context, proxy, user string, ttl time.Duration, 
 	if err != nil {
 		return fmt.Errorf("login failed: %w", err)
 	}
+	return e.saveLogin(st, &profile.Profile{ProxyAddr: addr, User: user, ClusterName: certs.GetClusterName()}, key, certs)
+}
+
+// saveLogin keeps a login's key and certificates as profile p and prints its status.
+func (e *env) saveLogin(st *profile.Store, p *profile.Profile, key crypto.Signer, certs *pb.Certs) error {
 	cert, err := tlsca.ParseCertPEM(certs.GetTlsCertPem())
 	if err != nil {
 		return fmt.Errorf("the proxy returned an unreadable certificate: %w", err)
@@ -216,7 +197,6 @@ func (e *env) login(ctx context.Context, proxy, user string, ttl time.Duration, 
 	if ident, err := tlsca.FromCertificate(cert); err == nil {
 		id.Identity = ident
 	}
-	p := &profile.Profile{ProxyAddr: addr, User: user, ClusterName: certs.GetClusterName()}
 	if err := st.Save(p, id); err != nil {
 		return err
 	}
