@@ -90,6 +90,7 @@ type Server struct {
 
 	joinLimiter  *limiter
 	loginLimiter *limiter
+	ssoLimiter   *limiter // starts and callbacks of SSO logins, per source
 	verified     verifiedCerts
 	kubeReviewer KubeReviewer
 	oidc         *oidcjoin.Verifier
@@ -119,6 +120,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.Login.setDefaults()
 	s := &Server{cfg: cfg, joinLimiter: newLimiter(cfg.Clock, cfg.JoinRate, time.Minute),
 		loginLimiter: newLimiter(cfg.Clock, cfg.Login.Rate, time.Minute),
+		ssoLimiter:   newLimiter(cfg.Clock, ssoRate, time.Minute),
 		oidc:         oidcjoin.New(oidcjoin.Config{Client: cfg.OIDCClient, Clock: cfg.Clock})}
 	if err := s.initCluster(ctx); err != nil {
 		return nil, err

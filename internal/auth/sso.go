@@ -46,6 +46,11 @@ import (
 // ssoRequestPrefix stores pending SSO requests by their state.
 const ssoRequestPrefix = "/sso_requests/"
 
+// ssoRate is how many SSO logins one source may start, and how many callbacks it may
+// deliver, per minute: enough for an office behind one address, not for filling the
+// backend with pending requests.
+const ssoRate = 60
+
 // ssoRequestTTL is how long a person has to complete the provider's sign-in.
 const ssoRequestTTL = 10 * time.Minute
 
@@ -97,6 +102,9 @@ type SSOAuthRequest struct {
 // CreateSSOAuthRequest starts an SSO login or test and returns its ID and the URL the
 // browser must open.
 func (s *Server) CreateSSOAuthRequest(ctx context.Context, a Actor, req SSOAuthRequest) (id, authURL string, err error) {
+	if src := sourceHost(a.Addr); !s.ssoLimiter.Allow("start\x00" + src) {
+		return "", "", errs.LimitExceededf("too many SSO logins started from %s; wait a minute and try again", src)
+	}
 	if req.Kind != types.KindOIDC && req.Kind != types.KindGithub {
 		return "", "", errs.BadParameterf("SSO connector kind %q is not oidc or github", req.Kind)
 	}
@@ -209,6 +217,9 @@ var ErrSSOState = errors.New("unknown, expired or already used SSO login state")
 // the client can show it, and the browser is still sent on.
 func (s *Server) ValidateSSOCallback(ctx context.Context, addr, kind, state, code, idpError string) (string, error) {
 	actor := Actor{Addr: addr}
+	if src := sourceHost(addr); !s.ssoLimiter.Allow("callback\x00" + src) {
+		return "", errs.LimitExceededf("too many SSO callbacks from %s; wait a minute and try again", src)
+	}
 	it, err := s.cfg.Backend.Get(ctx, []byte(ssoRequestPrefix+state))
 	if errs.IsNotFound(err) || state == "" {
 		s.emit(ctx, actor, audit.Event{Type: audit.UserLoginFailure, Message: ErrSSOState.Error(), Fields: map[string]any{"method": "sso"}})

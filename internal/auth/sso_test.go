@@ -193,3 +193,24 @@ func TestSSORequestGuards(t *testing.T) {
 func backendItem(key string, value []byte) backend.Item {
 	return backend.Item{Key: []byte(key), Value: value}
 }
+
+// Starting SSO logins and delivering callbacks are rate-limited per source.
+func TestSSORateLimit(t *testing.T) {
+	s, _ := newTestServer(t, Config{})
+	ctx := context.Background()
+	sum := sha256.Sum256([]byte("x"))
+	var err error
+	for range ssoRate + 1 {
+		_, _, err = s.CreateSSOAuthRequest(ctx, Actor{Addr: "10.0.0.9:1234"}, SSOAuthRequest{Kind: types.KindOIDC, Connector: "nope",
+			ClientRedirectURL: "http://127.0.0.1:1/cb", SecretHash: sum[:], Test: true})
+	}
+	if !errs.Is(err, errs.LimitExceeded) {
+		t.Errorf("start %d: %v", ssoRate+1, err)
+	}
+	for range ssoRate + 1 {
+		_, err = s.ValidateSSOCallback(ctx, "10.0.0.9:1234", types.KindOIDC, "st", "code", "")
+	}
+	if !errs.Is(err, errs.LimitExceeded) {
+		t.Errorf("callback %d: %v", ssoRate+1, err)
+	}
+}
