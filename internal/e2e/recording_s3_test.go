@@ -64,8 +64,11 @@ func TestSessionRecordingS3(t *testing.T) {
 	t.Run("the store stops mid-session", func(t *testing.T) {
 		// One session at a time: kwok runs every exec's shell in its own process, and a
 		// shell cut off from its stream can take another pod's concurrent shell with it.
-		strictSess := startPTY(t, strict, nil, "exec", "-it", "web-0", "--", "sh")
-		strictSess.waitForAny("# ", "$ ")
+		// The session must outlive the store on its own: kwok's sh sometimes ends by
+		// itself a second after its prompt (the server's stream then ends first, before
+		// Keyport has anything to end), so this shell runs a loop that reads nothing.
+		strictSess := startPTY(t, strict, nil, "exec", "-it", "web-0", "--", "sh", "-c", "echo session-up; while :; do sleep 1; done")
+		strictSess.waitFor("session-up")
 		m.Stop()
 		code := strictSess.exitCode()
 		if code == 0 || !strings.Contains(strictSess.output(), "keyport ended this session: its recording could not be written (strict recording mode): the session recording store is unavailable") {

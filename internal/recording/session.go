@@ -516,7 +516,7 @@ type tappedConn struct {
 	ended  bool
 }
 
-func (c *tappedConn) Write(p []byte) (int, error) {
+func (c *tappedConn) Write(p []byte) (n int, err error) {
 	c.s.mu.Lock()
 	fail := c.s.fail
 	c.s.mu.Unlock()
@@ -525,10 +525,22 @@ func (c *tappedConn) Write(p []byte) (int, error) {
 		// must not fail the copy before the notice has reached the client.
 		return len(p), nil
 	}
-	if err := c.s.tap.Client(p); err != nil {
-		c.s.recordGap(fmt.Errorf("reading the client's stream: %w", err))
+	if terr := c.s.tap.Client(p); terr != nil {
+		c.s.recordGap(fmt.Errorf("reading the client's stream: %w", terr))
 	}
-	return c.body.Write(p)
+	n, err = c.body.Write(p)
+	if err != nil {
+		c.s.mu.Lock()
+		fail = c.s.fail
+		c.s.mu.Unlock()
+		if fail != nil {
+			// End closed the connection between the check above and this write: the
+			// client's copy must not end (and the connection with it) before the
+			// server's side has sent the client the notice.
+			return len(p), nil
+		}
+	}
+	return n, err
 }
 
 func (c *tappedConn) Read(p []byte) (int, error) {

@@ -357,6 +357,9 @@ type component struct {
 	env   []string
 	args  func(ports []int) []string
 	ready func(ctx context.Context, ports []int) error
+	// crashRetry: a start-up crash is worth another try (kwok v0.8.0 sometimes dies at
+	// start with "concurrent map read and map write" in its CEL environment).
+	crashRetry bool
 }
 
 // launch starts c and waits until it is ready. A port taken between our probe and the
@@ -382,8 +385,9 @@ func (e *Env) launch(ctx context.Context, c component) ([]int, error) {
 			e.log.Info("kubeenv component ready", "name", c.name, "ports", ports, "took", time.Since(began).Round(time.Millisecond))
 			return ports, nil
 		}
-		if attempt < attempts && p.BindFailed() {
-			e.log.Info("kubeenv port taken, retrying", "name", c.name, "ports", ports)
+		crashed := c.crashRetry && p.Exited() && strings.Contains(p.Tail(80), "fatal error: concurrent map")
+		if attempt < attempts && (p.BindFailed() || crashed) {
+			e.log.Info("kubeenv start failed in a way worth retrying", "name", c.name, "ports", ports, "bind_failed", !crashed)
 			p.Stopped = true // an exit we now expect; do not report it as a crash
 			e.removeProc(p)
 			continue

@@ -174,9 +174,10 @@ func (e *Env) startKwok(ctx context.Context, bin string) error {
 	}
 	var nodePort int
 	_, err = e.launch(ctx, component{
-		name:  "kwok",
-		bin:   bin,
-		ports: 1,
+		crashRetry: true,
+		name:       "kwok",
+		bin:        bin,
+		ports:      1,
 		env: []string{
 			// kwok also loads $KWOK_WORKDIR/kwok.yaml when it exists; point it at our
 			// own directory so a developer's ~/.kwok cannot change the test cluster.
