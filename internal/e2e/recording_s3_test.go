@@ -64,15 +64,27 @@ func TestSessionRecordingS3(t *testing.T) {
 	t.Run("the store stops mid-session", func(t *testing.T) {
 		// One session at a time: kwok runs every exec's shell in its own process, and a
 		// shell cut off from its stream can take another pod's concurrent shell with it.
-		// The session must outlive the store on its own: kwok's sh sometimes ends by
-		// itself a second after its prompt (the server's stream then ends first, before
-		// Keyport has anything to end), so this shell runs a loop that reads nothing.
-		strictSess := startPTY(t, strict, nil, "exec", "-it", "web-0", "--", "sh", "-c", "echo session-up; while :; do sleep 1; done")
-		strictSess.waitFor("session-up")
-		m.Stop()
-		code := strictSess.exitCode()
-		if code == 0 || !strings.Contains(strictSess.output(), "keyport ended this session: its recording could not be written (strict recording mode): the session recording store is unavailable") {
+		// kwok's exec stream also sometimes ends by itself, with a clean close, about a
+		// second into a session (seen in about 1 of 9 runs, with an idle sh and with a
+		// loop that reads nothing alike, before this change too): the server's side then
+		// ends before Keyport has anything to end, and kubectl exits 0. Such a run says
+		// nothing about Keyport, so the scenario is tried once more, and only then judged.
+		const ended = "keyport ended this session: its recording could not be written (strict recording mode): the session recording store is unavailable"
+		for attempt := 1; ; attempt++ {
+			strictSess := startPTY(t, strict, nil, "exec", "-it", "web-0", "--", "sh", "-c", "echo session-up; while :; do sleep 1; done")
+			strictSess.waitFor("session-up")
+			m.Stop()
+			code := strictSess.exitCode()
+			if code != 0 && strings.Contains(strictSess.output(), ended) {
+				break
+			}
+			if attempt == 1 && code == 0 && !strings.Contains(strictSess.output(), "keyport") {
+				t.Logf("kwok ended the exec stream by itself (exit 0, no notice); trying the scenario again:\n%s", strictSess.output())
+				m.Restart(t)
+				continue
+			}
 			t.Errorf("strict session: exit %d, terminal:\n%s", code, strictSess.output())
+			break
 		}
 		if out, err := kubectl(t, strict, "exec", "web-0", "--", "echo", "must-not-run"); err == nil || !strings.Contains(out, "the recording store is unavailable") {
 			t.Errorf("a strict session started while the store is down: %v\n%s", err, out)
