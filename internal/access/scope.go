@@ -49,6 +49,17 @@ func (s *ResourceScope) String() string {
 	return strings.Join(parts, ", ")
 }
 
+// Covers reports whether some resource of the scope is in kube cluster cluster: the
+// cluster part of the decision, which `tsh kube ls` shows.
+func (s *ResourceScope) Covers(cluster string) bool {
+	for _, id := range s.ids {
+		if id.KubeCluster == cluster {
+			return true
+		}
+	}
+	return false
+}
+
 // Authorize decides req on kube cluster cluster. A nil filter with a nil error allows
 // the request whole; a non-nil filter allows it with each listed or watched item
 // checked.

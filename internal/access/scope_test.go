@@ -73,6 +73,9 @@ func TestResourceScope(t *testing.T) {
 			}
 		})
 	}
+	if s, _ := NewResourceScope([]string{"/c/pod/k/default/web-0"}); !s.Covers("k") || s.Covers("other") {
+		t.Error("Covers")
+	}
 	if s, err := NewResourceScope(nil); s != nil || err != nil {
 		t.Errorf("no resources: %v, %v; want no scope", s, err)
 	}

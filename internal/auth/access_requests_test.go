@@ -245,6 +245,33 @@ func TestResourceAccessRequest(t *testing.T) {
 	if strings.Join(id.AllowedResources, ",") != "/keyport.example.com/pod/prod-k8s/default/web-0" {
 		t.Errorf("allowed resources %v", id.AllowedResources)
 	}
+	// tsh kube ls: the role reaches every cluster, the certificate only the requested one.
+	kube := Actor{Identity: &tlsca.Identity{Username: "kube-1", SystemRole: SystemKube}}
+	if err := e.s.HeartbeatKubeClusters(ctx, kube, []*types.KubeCluster{{Header: types.Header{Kind: types.KindKubeCluster, Version: types.V3,
+		Metadata: types.Metadata{Name: "dev-k8s"}}}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		views, err := e.s.KubeClustersFor(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reach := map[string]bool{}
+		for _, v := range views {
+			reach[v.Cluster.GetName()] = v.Reachable
+		}
+		if len(views) == 2 {
+			if !reach["prod-k8s"] || reach["dev-k8s"] {
+				t.Errorf("reachable with a request for a prod-k8s pod: %v", reach)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cache did not list dev-k8s: %v", reach)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func testPublicKey(t *testing.T) crypto.PublicKey {

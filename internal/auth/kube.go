@@ -107,9 +107,13 @@ func (s *Server) KubeClustersFor(id *tlsca.Identity) ([]KubeClusterView, error) 
 }
 
 // canReach is the cluster part of an access decision: whether id, whose roles checker
-// holds, may reach kc. A certificate routed to one cluster reaches only that one.
+// holds, may reach kc. A certificate routed to one cluster reaches only that one, and one
+// issued with resource access requests only the clusters of its resources.
 func canReach(checker *access.Checker, id *tlsca.Identity, kc *types.KubeCluster) bool {
 	if id.KubeCluster != "" && id.KubeCluster != kc.GetName() {
+		return false
+	}
+	if scope, err := access.NewResourceScope(id.AllowedResources); err != nil || scope != nil && !scope.Covers(kc.GetName()) {
 		return false
 	}
 	_, err := checker.CheckCluster(kc.GetName(), kc.Metadata.Labels)
