@@ -186,6 +186,25 @@ func TestAccessRequests(t *testing.T) {
 		t.Errorf("kubectl with a locked request:\n%s", lockedOut)
 	}
 
+	// tsh request create --wait: waits for the review, then logs in with the request.
+	waiting := startBg(t, eve.env, eve.home, "", "tsh", "request", "create", "--roles=example-role", "--reason=waiting", "--wait")
+	var waitID string
+	waitUntil(t, 20*time.Second, func() bool {
+		out, _ := waiting.output()
+		if m := requestIDRe.FindStringSubmatch(out); m != nil && strings.Contains(out, "Waiting for review (until") {
+			waitID = m[1]
+			return true
+		}
+		return false
+	})
+	bob.must("", "tsh", "request", "review", "--approve", waitID)
+	if out, errOut, err := waiting.wait(t); err != nil || !strings.Contains(out, "Approved. Logging in with the request.") ||
+		!strings.Contains(out, "Active requests:    "+waitID) {
+		t.Errorf("tsh request create --wait: %v\n%s%s", err, out, errOut)
+	}
+	eve.must("", "tsh", "kube", "login", guideCluster)
+	eve.must("", "kubectl", "get", "pods", "-A")
+
 	// tctl sees them all; the audit log has every step.
 	if out, err := tctl("request", "ls"); err != nil || !strings.Contains(out, id) || !strings.Contains(out, denied) || !strings.Contains(out, "EXPIRED") {
 		t.Errorf("tctl request ls: %v\n%s", err, out)
@@ -204,7 +223,7 @@ func TestAccessRequests(t *testing.T) {
 			counts[x.Type+map[bool]string{true: "", false: " refused"}[x.Success]]++
 		}
 	}
-	want := map[string]int{"access_request.create": 5, "access_request.create refused": 1, "access_request.review": 4, "access_request.review refused": 2}
+	want := map[string]int{"access_request.create": 6, "access_request.create refused": 1, "access_request.review": 5, "access_request.review refused": 2}
 	for k, n := range want {
 		if counts[k] != n {
 			t.Errorf("audit %s: %d, want %d (all: %v)", k, counts[k], n, counts)

@@ -11,6 +11,8 @@ import (
 	pb "github.com/keyport/keyport/api/gen/keyportv1"
 	"github.com/keyport/keyport/internal/cli/common"
 	"github.com/keyport/keyport/internal/cli/requests"
+	"github.com/keyport/keyport/internal/errs"
+	"github.com/keyport/keyport/internal/types"
 )
 
 // requestCmd is `tsh request`: ask for roles or resources, list, show, drop, review.
@@ -28,6 +30,7 @@ func (e *env) requestCreateCmd() *cobra.Command {
 		roles, resources []string
 		reason           string
 		maxDuration      time.Duration
+		wait             bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create --roles=ROLE[,ROLE] | --resource=/CLUSTER/kube_cluster/NAME [--reason=TEXT]",
@@ -54,14 +57,31 @@ func (e *env) requestCreateCmd() *cobra.Command {
 				return err
 			}
 			requests.Print(e.stdio.Out, ar, e.now())
-			fmt.Fprintf(e.stdio.Out, "\nWaiting for review. Once approved: tsh login --request-id=%s\n", ar.GetName())
-			return nil
+			if !wait {
+				fmt.Fprintf(e.stdio.Out, "\nWaiting for review. Once approved: tsh login --request-id=%s\n", ar.GetName())
+				return nil
+			}
+			fmt.Fprintf(e.stdio.Out, "\nWaiting for review (until %s)...\n", ar.Spec.Expires.UTC().Format(time.RFC3339))
+			if ar, err = e.awaitReview(ctx, s, ar); err != nil {
+				return err
+			}
+			if ar.Spec.State != types.RequestApproved {
+				reason := ""
+				if ar.Spec.ResolveReason != "" {
+					reason = ": " + ar.Spec.ResolveReason
+				}
+				return errs.AccessDeniedf("access request %s was denied%s", ar.GetName(), reason)
+			}
+			fmt.Fprintf(e.stdio.Out, "Approved. Logging in with the request.\n\n")
+			s.Close()
+			return e.loginWithRequests(ctx, "", []string{ar.GetName()})
 		}),
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&roles, "roles", nil, "roles to ask for, comma-separated")
 	f.StringSliceVar(&resources, "resource", nil, "a resource to ask for (repeatable)")
 	f.StringVar(&reason, "reason", "", "why you need it (reviewers see it)")
+	f.BoolVar(&wait, "wait", false, "wait for the review, and once approved reissue the login with the request (as tsh login --request-id does)")
 	f.DurationVar(&maxDuration, "max-duration", 0, "how long the access should last at most (default 1h, capped by the roles' max_session_ttl; at least 10s)")
 	return cmd
 }
@@ -132,6 +152,31 @@ func (e *env) requestReviewCmd() *cobra.Command {
 	f.BoolVar(&deny, "deny", false, "deny the request")
 	f.StringVar(&reason, "reason", "", "why (the requester sees it)")
 	return cmd
+}
+
+// reviewPoll is how often tsh request create --wait asks whether the request is resolved.
+const reviewPoll = time.Second
+
+// awaitReview polls the request until it is resolved or its review window has passed.
+func (e *env) awaitReview(ctx context.Context, s *session, ar *types.AccessRequest) (*types.AccessRequest, error) {
+	for !ar.Resolved() {
+		if !e.now().Before(ar.Spec.Expires) {
+			return nil, errs.AccessDeniedf("access request %s expired at %s without a decision", ar.GetName(), ar.Spec.Expires.UTC().Format(time.RFC3339))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(reviewPoll):
+		}
+		p, err := s.clt.GetAccessRequest(ctx, &pb.GetAccessRequestRequest{Id: ar.GetName()})
+		if err != nil {
+			return nil, err
+		}
+		if ar, err = requests.Decode(p); err != nil {
+			return nil, err
+		}
+	}
+	return ar, nil
 }
 
 func contains(list []string, v string) bool {

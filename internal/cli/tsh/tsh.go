@@ -77,6 +77,7 @@ func (e *env) session(proxy string) (*session, error) {
 func (s *session) Close() {
 	if s.clt != nil {
 		_ = s.clt.Close()
+		s.clt = nil
 	}
 }
 
