@@ -100,8 +100,13 @@ func (s *Server) KubeClustersFor(id *tlsca.Identity) ([]KubeClusterView, error) 
 	if err != nil {
 		return nil, err
 	}
+	// A certificate issued with resource access requests reaches only their clusters.
+	scope, err := access.NewResourceScope(id.AllowedResources)
+	if err != nil {
+		return nil, err
+	}
 	for i, kc := range clusters {
-		out[i].Reachable = canReach(checker, id, kc)
+		out[i].Reachable = canReach(checker, scope, id, kc)
 	}
 	return out, nil
 }
@@ -109,11 +114,11 @@ func (s *Server) KubeClustersFor(id *tlsca.Identity) ([]KubeClusterView, error) 
 // canReach is the cluster part of an access decision: whether id, whose roles checker
 // holds, may reach kc. A certificate routed to one cluster reaches only that one, and one
 // issued with resource access requests only the clusters of its resources.
-func canReach(checker *access.Checker, id *tlsca.Identity, kc *types.KubeCluster) bool {
+func canReach(checker *access.Checker, scope *access.ResourceScope, id *tlsca.Identity, kc *types.KubeCluster) bool {
 	if id.KubeCluster != "" && id.KubeCluster != kc.GetName() {
 		return false
 	}
-	if scope, err := access.NewResourceScope(id.AllowedResources); err != nil || scope != nil && !scope.Covers(kc.GetName()) {
+	if scope != nil && !scope.Covers(kc.GetName()) {
 		return false
 	}
 	_, err := checker.CheckCluster(kc.GetName(), kc.Metadata.Labels)

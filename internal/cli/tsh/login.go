@@ -63,24 +63,34 @@ func (e *env) loginCmd() *cobra.Command {
 	return cmd
 }
 
-// ssoLogin signs in through an SSO connector: the browser goes to the identity provider,
-// comes back through the proxy to a loopback listener of this tsh, and tsh collects the
-// certificate with the request's secret (package sso).
-func (e *env) ssoLogin(ctx context.Context, proxy, connector, browser string, ttl time.Duration, insecure bool) error {
+// loginTarget resolves a login's proxy: --proxy, or the current profile's. It returns the
+// profile store, the current profile (nil when there is none) and the normalised address.
+func (e *env) loginTarget(proxy string) (*profile.Store, *profile.Profile, string, error) {
 	st, err := e.store()
 	if err != nil {
-		return err
+		return nil, nil, "", err
 	}
 	cur, _ := st.Current()
 	if proxy == "" {
 		if cur == nil {
-			return common.UsageErrorf("--proxy is required (the address of the Keyport proxy, HOST[:PORT])")
+			return nil, nil, "", common.UsageErrorf("--proxy is required (the address of the Keyport proxy, HOST[:PORT])")
 		}
 		proxy = cur.ProxyAddr
 	}
 	addr, err := profile.NormalizeProxy(proxy)
 	if err != nil {
-		return common.UsageErrorf("--proxy: %v", err)
+		return nil, nil, "", common.UsageErrorf("--proxy: %v", err)
+	}
+	return st, cur, addr, nil
+}
+
+// ssoLogin signs in through an SSO connector: the browser goes to the identity provider,
+// comes back through the proxy to a loopback listener of this tsh, and tsh collects the
+// certificate with the request's secret (package sso).
+func (e *env) ssoLogin(ctx context.Context, proxy, connector, browser string, ttl time.Duration, insecure bool) error {
+	st, _, addr, err := e.loginTarget(proxy)
+	if err != nil {
+		return err
 	}
 	if browser != "" && browser != "none" {
 		return common.UsageErrorf("--browser: only none is supported (print the URL without opening a browser)")
@@ -127,20 +137,9 @@ func (e *env) loginWithRequests(ctx context.Context, proxy string, ids []string)
 }
 
 func (e *env) login(ctx context.Context, proxy, user string, ttl time.Duration, insecure bool) error {
-	st, err := e.store()
+	st, cur, addr, err := e.loginTarget(proxy)
 	if err != nil {
 		return err
-	}
-	cur, _ := st.Current()
-	if proxy == "" {
-		if cur == nil {
-			return common.UsageErrorf("--proxy is required (the address of the Keyport proxy, HOST[:PORT])")
-		}
-		proxy = cur.ProxyAddr
-	}
-	addr, err := profile.NormalizeProxy(proxy)
-	if err != nil {
-		return common.UsageErrorf("--proxy: %v", err)
 	}
 	if user == "" && cur != nil && cur.ProxyAddr == addr {
 		user = cur.User

@@ -3,7 +3,7 @@ package tsh
 import (
 	"context"
 	"fmt"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -125,7 +125,7 @@ func (e *env) requestDropCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(e.stdio.Out, "Deleted access request %s.\n", args[0])
-			if ids := s.id.Identity; ids != nil && contains(ids.ActiveRequests, args[0]) {
+			if ids := s.id.Identity; ids != nil && slices.Contains(ids.ActiveRequests, args[0]) {
 				fmt.Fprintln(e.stdio.Out, "Your current login still carries it until it expires; tsh login without --request-id drops it now.")
 			}
 			return nil
@@ -177,13 +177,4 @@ func (e *env) awaitReview(ctx context.Context, s *session, ar *types.AccessReque
 		}
 	}
 	return ar, nil
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if strings.EqualFold(x, v) {
-			return true
-		}
-	}
-	return false
 }
